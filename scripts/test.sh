@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The one test command (README "Test"): installs what the tests need, then runs every check.
+# Safe to run on a fresh clone; later runs reuse the cargo cache.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== toolchain"
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+cargo --version
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy"
+cargo clippy --locked --workspace --all-targets -- -D warnings
+
+echo "== cargo test"
+cargo test --locked --workspace

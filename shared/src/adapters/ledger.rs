@@ -1,0 +1,286 @@
+//! The rate ledger and the job store, written once over a [`ConditionalStore`].
+//!
+//! Every read-modify-write is a conditional write on the item's version, retried on
+//! conflict; expiry is decided from stored timestamps, never from a backend's TTL.
+//!
+//! Items (JSON):
+//! - `bucket#<org>#<client id>`: `{"blocked_until": ts|null, "limit": {"allowed", "window_ms"}|null,
+//!   "holders": {"<holder>": lease_until_ts}}`
+//! - `job#<org>#<dateField>#<YYYY-MM-DD>`: a [`JobRecord`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::domain::JobSpec;
+use crate::ports::{
+    BucketKey, BucketState, Checkpoint, ConditionalStore, JobRecord, JobStatus, JobStore,
+    JobStoreError, LearnedLimit, Lease, LeaseOutcome, RateLedger, StoreError,
+};
+
+/// Conditional-write attempts before giving up on a hot item.
+const MAX_ATTEMPTS: usize = 64;
+
+/// `RateLedger` + `JobStore` over any conditional store.
+#[derive(Debug)]
+pub struct StoreLedger<S> {
+    store: Arc<S>,
+}
+
+impl<S> Clone for StoreLedger<S> {
+    fn clone(&self) -> Self {
+        Self {
+            store: Arc::clone(&self.store),
+        }
+    }
+}
+
+impl<S: ConditionalStore> StoreLedger<S> {
+    /// A ledger and job store backed by `store`.
+    pub fn new(store: S) -> Self {
+        Self {
+            store: Arc::new(store),
+        }
+    }
+
+    /// Reads `key`, applies `f` and writes the result conditionally, retrying on conflict.
+    /// `f` returns the new item and a value to hand back, or an error to abort.
+    async fn update<T, R, E>(
+        &self,
+        key: &str,
+        mut f: impl FnMut(Option<T>) -> Result<(T, R), E> + Send,
+    ) -> Result<R, E>
+    where
+        T: Serialize + DeserializeOwned + Send,
+        E: From<StoreError>,
+    {
+        for _ in 0..MAX_ATTEMPTS {
+            let current = self.store.get(key).await?;
+            let (version, item) = match current {
+                Some(v) => (
+                    Some(v.version),
+                    Some(serde_json::from_value(v.value).map_err(|e| {
+                        StoreError::new("ledger", format!("item {key} is malformed: {e}"))
+                    })?),
+                ),
+                None => (None, None),
+            };
+            let (next, out) = f(item)?;
+            let value = serde_json::to_value(&next)
+                .map_err(|e| StoreError::new("ledger", format!("cannot encode {key}: {e}")))?;
+            if self.store.put_if(key, version, &value).await? {
+                return Ok(out);
+            }
+        }
+        Err(StoreError::new("ledger", format!("too much contention on {key}")).into())
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct BucketItem {
+    blocked_until: Option<Timestamp>,
+    limit: Option<LearnedLimit>,
+    holders: BTreeMap<String, Timestamp>,
+}
+
+impl BucketItem {
+    fn state(&self) -> BucketState {
+        BucketState {
+            blocked_until: self.blocked_until,
+            limit: self.limit,
+            active_holders: (self.holders.len() as u32).max(1),
+        }
+    }
+}
+
+#[async_trait]
+impl<S: ConditionalStore> RateLedger for StoreLedger<S> {
+    async fn renew(
+        &self,
+        bucket: &BucketKey,
+        holder: &str,
+        lease_until: Timestamp,
+        now: Timestamp,
+        limit: Option<LearnedLimit>,
+    ) -> Result<BucketState, StoreError> {
+        self.update(&bucket.0, |item: Option<BucketItem>| {
+            let mut item = item.unwrap_or_default();
+            item.holders.retain(|_, until| *until > now);
+            item.holders.insert(holder.to_owned(), lease_until);
+            if limit.is_some() {
+                item.limit = limit;
+            }
+            if item.blocked_until.is_some_and(|b| b <= now) {
+                item.blocked_until = None;
+            }
+            let state = item.state();
+            Ok::<_, StoreError>((item, state))
+        })
+        .await
+    }
+
+    async fn block_until(
+        &self,
+        bucket: &BucketKey,
+        until: Timestamp,
+    ) -> Result<BucketState, StoreError> {
+        self.update(&bucket.0, |item: Option<BucketItem>| {
+            let mut item = item.unwrap_or_default();
+            item.blocked_until = Some(item.blocked_until.map_or(until, |b| b.max(until)));
+            let state = item.state();
+            Ok::<_, StoreError>((item, state))
+        })
+        .await
+    }
+
+    async fn release(&self, bucket: &BucketKey, holder: &str) -> Result<(), StoreError> {
+        self.update(&bucket.0, |item: Option<BucketItem>| {
+            let mut item = item.unwrap_or_default();
+            item.holders.remove(holder);
+            Ok::<_, StoreError>((item, ()))
+        })
+        .await
+    }
+}
+
+/// Why `acquire`'s update stopped: a live lease of another holder, or the store.
+enum Acquire {
+    Held(Lease),
+    Store(StoreError),
+}
+
+impl From<StoreError> for Acquire {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+fn new_record(spec: &JobSpec, now: Timestamp) -> JobRecord {
+    JobRecord {
+        spec: spec.clone(),
+        lease: None,
+        status: JobStatus::Running,
+        checkpoint: None,
+        updated_at: now,
+    }
+}
+
+fn check_holder(
+    record: &Option<JobRecord>,
+    spec: &JobSpec,
+    holder: &str,
+) -> Result<(), JobStoreError> {
+    match record.as_ref().and_then(|r| r.lease.as_ref()) {
+        Some(lease) if lease.holder == holder => Ok(()),
+        _ => Err(JobStoreError::LeaseLost { job: spec.key() }),
+    }
+}
+
+#[async_trait]
+impl<S: ConditionalStore> JobStore for StoreLedger<S> {
+    async fn acquire(
+        &self,
+        spec: &JobSpec,
+        holder: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<LeaseOutcome, JobStoreError> {
+        let outcome = self
+            .update(&spec.key(), |record: Option<JobRecord>| {
+                let mut record = record.unwrap_or_else(|| new_record(spec, now));
+                if let Some(lease) = &record.lease
+                    && lease.holder != holder
+                    && lease.until > now
+                {
+                    return Err(Acquire::Held(lease.clone()));
+                }
+                record.lease = Some(Lease {
+                    holder: holder.to_owned(),
+                    until,
+                });
+                record.status = JobStatus::Running;
+                record.updated_at = now;
+                let checkpoint = record.checkpoint.clone();
+                Ok((record, LeaseOutcome::Acquired { checkpoint }))
+            })
+            .await;
+        match outcome {
+            Ok(acquired) => Ok(acquired),
+            Err(Acquire::Held(lease)) => Ok(LeaseOutcome::HeldByOther(lease)),
+            Err(Acquire::Store(e)) => Err(e.into()),
+        }
+    }
+
+    async fn renew(
+        &self,
+        spec: &JobSpec,
+        holder: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), JobStoreError> {
+        self.update(&spec.key(), |record: Option<JobRecord>| {
+            check_holder(&record, spec, holder)?;
+            let mut record = record.expect("checked");
+            record.lease = Some(Lease {
+                holder: holder.to_owned(),
+                until,
+            });
+            record.updated_at = now;
+            Ok((record, ()))
+        })
+        .await
+    }
+
+    async fn save_checkpoint(
+        &self,
+        spec: &JobSpec,
+        holder: &str,
+        checkpoint: &Checkpoint,
+        now: Timestamp,
+    ) -> Result<(), JobStoreError> {
+        self.update(&spec.key(), |record: Option<JobRecord>| {
+            check_holder(&record, spec, holder)?;
+            let mut record = record.expect("checked");
+            record.checkpoint = Some(checkpoint.clone());
+            record.updated_at = now;
+            Ok((record, ()))
+        })
+        .await
+    }
+
+    async fn finish(
+        &self,
+        spec: &JobSpec,
+        holder: &str,
+        status: JobStatus,
+        now: Timestamp,
+    ) -> Result<(), JobStoreError> {
+        self.update(&spec.key(), |record: Option<JobRecord>| {
+            check_holder(&record, spec, holder)?;
+            let mut record = record.expect("checked");
+            if matches!(status, JobStatus::Committed { .. }) {
+                record.checkpoint = None;
+            }
+            record.status = status.clone();
+            record.lease = None;
+            record.updated_at = now;
+            Ok((record, ()))
+        })
+        .await
+    }
+
+    async fn get(&self, spec: &JobSpec) -> Result<Option<JobRecord>, StoreError> {
+        self.store
+            .get(&spec.key())
+            .await?
+            .map(|v| {
+                serde_json::from_value(v.value).map_err(|e| {
+                    StoreError::new("ledger", format!("job {} is malformed: {e}", spec.key()))
+                })
+            })
+            .transpose()
+    }
+}

@@ -1,0 +1,391 @@
+//! The ports the engine talks to (DESIGN §3). Adapters in [`crate::adapters`] implement them;
+//! the engine never knows which one it has.
+//!
+//! - [`ConditionalStore`]: a key → versioned JSON item store with conditional writes. The
+//!   rate ledger and the job store are written once over it ([`crate::adapters::ledger`]),
+//!   so every backend (memory, SQLite, DynamoDB) has the same semantics.
+//! - [`RateLedger`]: per-bucket shared rate state.
+//! - [`JobStore`]: job leases, checkpoints and status.
+//! - [`ExportSink`]: parts, forms and the manifest commit.
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use jiff::civil::Date;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{DateField, JobSpec, OrgId, RunId, Source, Window};
+
+/// A storage failure of an adapter (I/O, database, network). Never contains secrets.
+#[derive(Debug, thiserror::Error)]
+#[error("{backend}: {message}")]
+pub struct StoreError {
+    /// Which adapter failed, e.g. `sqlite` or `local-dir`.
+    pub backend: &'static str,
+    /// What failed.
+    pub message: String,
+}
+
+impl StoreError {
+    /// A storage error of `backend`.
+    pub fn new(backend: &'static str, message: impl std::fmt::Display) -> Self {
+        Self {
+            backend,
+            message: message.to_string(),
+        }
+    }
+}
+
+/// An item read from a [`ConditionalStore`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned {
+    /// Starts at 1 and grows by one with each successful write.
+    pub version: u64,
+    /// The item, JSON.
+    pub value: serde_json::Value,
+}
+
+/// Key → versioned JSON items with conditional writes (the DynamoDB `ConditionExpression`
+/// model: `attribute_not_exists(pk)` or `version = :expected`).
+#[async_trait]
+pub trait ConditionalStore: Send + Sync + 'static {
+    /// Reads the item at `key`.
+    async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError>;
+    /// Writes `value` at `key` if the stored version is `expected` (`None`: the item must not
+    /// exist). The new version is `expected + 1` (or 1). Returns `Ok(false)` when the
+    /// condition failed and nothing was written.
+    async fn put_if(
+        &self,
+        key: &str,
+        expected: Option<u64>,
+        value: &serde_json::Value,
+    ) -> Result<bool, StoreError>;
+}
+
+/// A rate bucket: the unit a Genesys limit applies to. By default one per (org id, OAuth
+/// client id), i.e. one client-credentials token's quota (`token.rate.per.minute`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct BucketKey(pub String);
+
+impl BucketKey {
+    /// The bucket of one client-credentials client in one org: `bucket#<org>#<client id>`.
+    pub fn for_client(org_id: &OrgId, client_id: &str) -> Self {
+        Self(format!("bucket#{org_id}#{client_id}"))
+    }
+}
+
+/// A limit learned from `inin-ratelimit-allowed` (requests) per window (milliseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LearnedLimit {
+    /// Requests allowed per window (`inin-ratelimit-allowed`).
+    pub allowed: u32,
+    /// Window length in milliseconds.
+    pub window_ms: u64,
+}
+
+/// Shared state of a bucket, as read from the ledger.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct BucketState {
+    /// The latest `Retry-After` deadline anyone saw, UTC; no request may be sent before it.
+    pub blocked_until: Option<Timestamp>,
+    /// The learned limit, if any response carried one.
+    pub limit: Option<LearnedLimit>,
+    /// Holders whose lease has not expired, including the caller after `renew`. At least 1.
+    pub active_holders: u32,
+}
+
+/// Per-bucket rate state shared by every process working on an org (DESIGN §5).
+#[async_trait]
+pub trait RateLedger: Send + Sync + 'static {
+    /// Registers `holder` on `bucket` (or renews it) with a lease until `lease_until`, stores
+    /// `limit` when given, drops holders whose lease expired before `now`, and returns the
+    /// bucket's state. One conditional write.
+    async fn renew(
+        &self,
+        bucket: &BucketKey,
+        holder: &str,
+        lease_until: Timestamp,
+        now: Timestamp,
+        limit: Option<LearnedLimit>,
+    ) -> Result<BucketState, StoreError>;
+    /// Raises `blocked_until` to `max(current, until)` and returns the new state.
+    async fn block_until(
+        &self,
+        bucket: &BucketKey,
+        until: Timestamp,
+    ) -> Result<BucketState, StoreError>;
+    /// Removes `holder` from the bucket.
+    async fn release(&self, bucket: &BucketKey, holder: &str) -> Result<(), StoreError>;
+}
+
+/// One written part of a run (an entry of the manifest).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartInfo {
+    /// Object key relative to the sink root, e.g.
+    /// `evaluations/org_id=o/date=2026-11-28/run=…/part-00000.ndjson.gz`.
+    pub key: String,
+    /// NDJSON lines (evaluations) in the part.
+    pub records: u64,
+    /// Size of the gzip object in bytes.
+    pub bytes: u64,
+    /// SHA-256 of the gzip object, lowercase hex.
+    pub sha256: String,
+}
+
+/// One discovered evaluation: what the search told us, enough to fetch it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Discovered {
+    /// Evaluation id.
+    pub id: String,
+    /// `conversation.id`.
+    pub conversation_id: String,
+    /// `evaluator.id`, absent for some automated evaluations.
+    pub evaluator_id: Option<String>,
+    /// `createdDate` (bounds the bulk query's `startTime`/`endTime`), if the search gave it.
+    pub created_date: Option<Timestamp>,
+    /// Found by the `systemSubmitted=true` search (an automated evaluation).
+    pub automated: bool,
+}
+
+/// Progress of a running job, saved after discovery and after each part, so a timed-out
+/// or deferred job resumes without refetching what is written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The run the parts belong to.
+    pub run_id: RunId,
+    /// The exact id set of the window, once discovery finished.
+    pub discovered: Option<Vec<Discovered>>,
+    /// Parts written so far, in order.
+    pub parts: Vec<PartInfo>,
+    /// Fetch groups (evaluator ids, or `single`) whose evaluations are all in `parts`.
+    pub done_groups: Vec<String>,
+    /// Evaluation form ids referenced by the written evaluations.
+    pub form_ids: Vec<String>,
+    /// Request statistics accumulated over every invocation of this job.
+    pub stats: RequestStats,
+}
+
+/// Request statistics of a job (a product figure: requests per 1,000 evaluations).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct RequestStats {
+    /// HTTP requests sent to the API host (token requests excluded).
+    pub requests: u64,
+    /// Token requests sent to the login host.
+    pub token_requests: u64,
+    /// Responses with status 429.
+    pub responses_429: u64,
+    /// Retried failures other than 429 (5xx, timeouts, connection errors).
+    pub retries: u64,
+    /// Milliseconds spent waiting on `Retry-After` deadlines.
+    pub waited_ms: u64,
+}
+
+impl RequestStats {
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &RequestStats) {
+        self.requests += other.requests;
+        self.token_requests += other.token_requests;
+        self.responses_429 += other.responses_429;
+        self.retries += other.retries;
+        self.waited_ms += other.waited_ms;
+    }
+}
+
+/// Status of a job as recorded in the [`JobStore`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum JobStatus {
+    /// A holder is working on it (see the lease).
+    Running,
+    /// The manifest is committed.
+    Committed {
+        /// The committed run.
+        run_id: RunId,
+        /// Evaluations in the committed manifest.
+        evaluations: u64,
+        /// When the manifest was committed, UTC.
+        committed_at: Timestamp,
+    },
+    /// Stopped early with a checkpoint; resume at or after `until`.
+    Deferred {
+        /// Earliest useful resume time, UTC (a `Retry-After` deadline).
+        until: Timestamp,
+        /// Why, e.g. `Retry-After 3600 s`.
+        reason: String,
+    },
+    /// Failed; nothing was committed for this run.
+    Failed {
+        /// The error, without secrets.
+        reason: String,
+    },
+}
+
+/// A job lease: who works on the job until when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The holder id (one per exporter invocation).
+    pub holder: String,
+    /// Lease expiry, UTC. An expired lease is free.
+    pub until: Timestamp,
+}
+
+/// Everything the job store keeps for one job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// The job.
+    pub spec: JobSpec,
+    /// The lease, if anyone holds or held one.
+    pub lease: Option<Lease>,
+    /// Last status.
+    pub status: JobStatus,
+    /// The checkpoint of the unfinished run, if any.
+    pub checkpoint: Option<Checkpoint>,
+    /// Last update, UTC.
+    pub updated_at: Timestamp,
+}
+
+/// The result of trying to take a job's lease.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LeaseOutcome {
+    /// The caller holds the lease; resume from `checkpoint` if present.
+    Acquired {
+        /// The unfinished run to resume.
+        checkpoint: Option<Checkpoint>,
+    },
+    /// Someone else holds an unexpired lease.
+    HeldByOther(Lease),
+}
+
+/// A job-store operation that lost its lease (another holder took over after expiry).
+#[derive(Debug, thiserror::Error)]
+pub enum JobStoreError {
+    /// The caller no longer holds the job's lease; it must stop without committing.
+    #[error("job {job}: lease lost to another holder")]
+    LeaseLost {
+        /// The job key.
+        job: String,
+    },
+    /// The backend failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Job leases, checkpoints and status (DESIGN §3 `JobStore`).
+#[async_trait]
+pub trait JobStore: Send + Sync + 'static {
+    /// Takes the job's lease for `holder` until `until` unless another holder's lease is
+    /// unexpired at `now`.
+    async fn acquire(
+        &self,
+        spec: &JobSpec,
+        holder: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<LeaseOutcome, JobStoreError>;
+    /// Extends the caller's lease. `LeaseLost` when someone else holds it.
+    async fn renew(
+        &self,
+        spec: &JobSpec,
+        holder: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), JobStoreError>;
+    /// Saves a checkpoint, only while the caller holds the lease.
+    async fn save_checkpoint(
+        &self,
+        spec: &JobSpec,
+        holder: &str,
+        checkpoint: &Checkpoint,
+        now: Timestamp,
+    ) -> Result<(), JobStoreError>;
+    /// Records the final status of this invocation and releases the lease. A `Committed`
+    /// status clears the checkpoint; `Deferred` keeps it; `Failed` keeps it too (the next
+    /// run resumes what was written).
+    async fn finish(
+        &self,
+        spec: &JobSpec,
+        holder: &str,
+        status: JobStatus,
+        now: Timestamp,
+    ) -> Result<(), JobStoreError>;
+    /// Reads a job.
+    async fn get(&self, spec: &JobSpec) -> Result<Option<JobRecord>, StoreError>;
+}
+
+/// `_manifest.json`: the commit point of a partition (DESIGN §7). A consumer reads only the
+/// parts it lists.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Output schema version (1).
+    pub schema_version: u32,
+    /// The org.
+    pub org_id: OrgId,
+    /// Region domain, e.g. `mypurecloud.com`.
+    pub region: String,
+    /// UTC day of the partition.
+    pub date: Date,
+    /// `[from, to)` exported, UTC.
+    pub window: Window,
+    /// Date field the window applied to.
+    pub date_field: DateField,
+    /// Human, automated or both.
+    pub source: Source,
+    /// The committed run.
+    pub run_id: RunId,
+    /// When the run started and committed, UTC.
+    pub started_at: Timestamp,
+    /// Commit time, UTC.
+    pub committed_at: Timestamp,
+    /// Parts in order.
+    pub parts: Vec<PartInfo>,
+    /// Sum of `parts[].records`.
+    pub total_records: u64,
+    /// Evaluation form ids referenced (`forms/org_id=<org>/<form_id>.json`).
+    pub form_ids: Vec<String>,
+    /// Request statistics of the run.
+    pub stats: RequestStats,
+}
+
+/// Where a partition lives: `evaluations/org_id=<org>/date=<YYYY-MM-DD>/`.
+pub fn partition_prefix(org_id: &OrgId, date: Date) -> String {
+    format!("evaluations/org_id={org_id}/date={date}")
+}
+
+/// Key of a part: `<partition>/run=<run>/part-<5 digits>.ndjson.gz`.
+pub fn part_key(org_id: &OrgId, date: Date, run_id: &RunId, index: usize) -> String {
+    format!(
+        "{}/run={run_id}/part-{index:05}.ndjson.gz",
+        partition_prefix(org_id, date)
+    )
+}
+
+/// Key of the manifest: `<partition>/_manifest.json`.
+pub fn manifest_key(org_id: &OrgId, date: Date) -> String {
+    format!("{}/_manifest.json", partition_prefix(org_id, date))
+}
+
+/// Key of an evaluation form version: `forms/org_id=<org>/<form_id>.json`.
+pub fn form_key(org_id: &OrgId, form_id: &str) -> Option<String> {
+    let safe = !form_id.is_empty()
+        && form_id.len() <= 128
+        && form_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    safe.then(|| format!("forms/org_id={org_id}/{form_id}.json"))
+}
+
+/// The output store (S3 or a local directory).
+#[async_trait]
+pub trait ExportSink: Send + Sync + 'static {
+    /// Writes an object (a part or a form), replacing any object at `key`.
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError>;
+    /// Whether an object exists at `key`.
+    async fn exists(&self, key: &str) -> Result<bool, StoreError>;
+    /// Reads an object.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Commits a partition: writes `_manifest.json` atomically (a reader sees the old or the
+    /// new manifest, never a partial one), then deletes runs of the partition other than
+    /// `manifest.run_id`.
+    async fn commit(&self, manifest: &Manifest) -> Result<(), StoreError>;
+    /// Reads a partition's committed manifest.
+    async fn manifest(&self, org_id: &OrgId, date: Date) -> Result<Option<Manifest>, StoreError>;
+}
