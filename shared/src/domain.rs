@@ -226,7 +226,13 @@ impl Window {
                 break;
             }
             let end = day_start(day.tomorrow().expect("date in range")).min(now);
-            out.push((day, Window { from: start, to: end }));
+            out.push((
+                day,
+                Window {
+                    from: start,
+                    to: end,
+                },
+            ));
             if day >= last {
                 break;
             }
@@ -279,7 +285,9 @@ pub fn parse_instant(field: &str, s: &str) -> Result<Timestamp, InvalidValue> {
     }
     Err(InvalidValue::new(
         field,
-        format!("{s:?} is not a UTC time: use RFC 3339 (2026-11-28T00:00:00Z) or a date (2026-11-28)"),
+        format!(
+            "{s:?} is not a UTC time: use RFC 3339 (2026-11-28T00:00:00Z) or a date (2026-11-28)"
+        ),
     ))
 }
 
@@ -287,10 +295,7 @@ pub fn parse_instant(field: &str, s: &str) -> Result<Timestamp, InvalidValue> {
 pub fn named_window(name: &str, now: Timestamp) -> Result<Window, InvalidValue> {
     let today = day_start(now.to_zoned(TimeZone::UTC).date());
     match name {
-        "yesterday" => Window::new(
-            today.checked_sub(24.hours()).expect("in range"),
-            today,
-        ),
+        "yesterday" => Window::new(today.checked_sub(24.hours()).expect("in range"), today),
         "today" => Window::new(today, now),
         "last-24h" => Window::new(now.checked_sub(24.hours()).expect("in range"), now),
         _ => match name.strip_prefix("last-").and_then(|d| d.strip_suffix('d')) {
@@ -342,7 +347,10 @@ impl TryFrom<String> for RunId {
         if is_segment_safe(&value) {
             Ok(Self(value))
         } else {
-            Err(InvalidValue::new("run_id", format!("{value:?} is not a valid run id")))
+            Err(InvalidValue::new(
+                "run_id",
+                format!("{value:?} is not a valid run id"),
+            ))
         }
     }
 }
@@ -411,9 +419,21 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                ("2026-11-27".into(), "2026-11-27T00:00:00Z".into(), "2026-11-28T00:00:00Z".into()),
-                ("2026-11-28".into(), "2026-11-28T00:00:00Z".into(), "2026-11-29T00:00:00Z".into()),
-                ("2026-11-29".into(), "2026-11-29T00:00:00Z".into(), "2026-11-29T09:00:00Z".into()),
+                (
+                    "2026-11-27".into(),
+                    "2026-11-27T00:00:00Z".into(),
+                    "2026-11-28T00:00:00Z".into()
+                ),
+                (
+                    "2026-11-28".into(),
+                    "2026-11-28T00:00:00Z".into(),
+                    "2026-11-29T00:00:00Z".into()
+                ),
+                (
+                    "2026-11-29".into(),
+                    "2026-11-29T00:00:00Z".into(),
+                    "2026-11-29T09:00:00Z".into()
+                ),
             ]
         );
         // A window ending exactly at midnight does not add the next day.
@@ -423,21 +443,39 @@ mod tests {
 
     #[test]
     fn parses_instants_and_named_windows() {
-        assert_eq!(parse_instant("--from", "2026-11-28").unwrap(), ts("2026-11-28T00:00:00Z"));
-        assert_eq!(parse_instant("--from", "2026-11-28T01:02:03Z").unwrap(), ts("2026-11-28T01:02:03Z"));
-        assert_eq!(parse_instant("--from", "28/11/2026").unwrap_err().field, "--from");
+        assert_eq!(
+            parse_instant("--from", "2026-11-28").unwrap(),
+            ts("2026-11-28T00:00:00Z")
+        );
+        assert_eq!(
+            parse_instant("--from", "2026-11-28T01:02:03Z").unwrap(),
+            ts("2026-11-28T01:02:03Z")
+        );
+        assert_eq!(
+            parse_instant("--from", "28/11/2026").unwrap_err().field,
+            "--from"
+        );
         let now = ts("2026-11-29T11:00:00Z");
         assert_eq!(
             named_window("yesterday", now).unwrap(),
             Window::new(ts("2026-11-28T00:00:00Z"), ts("2026-11-29T00:00:00Z")).unwrap()
         );
-        assert_eq!(named_window("last-3d", now).unwrap().from, ts("2026-11-26T00:00:00Z"));
-        assert_eq!(named_window("fortnight", now).unwrap_err().field, "--window");
+        assert_eq!(
+            named_window("last-3d", now).unwrap().from,
+            ts("2026-11-26T00:00:00Z")
+        );
+        assert_eq!(
+            named_window("fortnight", now).unwrap_err().field,
+            "--window"
+        );
     }
 
     #[test]
     fn genesys_time_has_millis_and_z() {
-        assert_eq!(genesys_time(ts("2026-11-28T00:00:00Z")), "2026-11-28T00:00:00.000Z");
+        assert_eq!(
+            genesys_time(ts("2026-11-28T00:00:00Z")),
+            "2026-11-28T00:00:00.000Z"
+        );
     }
 
     #[test]

@@ -19,4 +19,4 @@ pub mod domain;
 // pub mod engine;
 // pub mod genesys;
 pub mod ports;
-// pub mod rate;
+pub mod rate;

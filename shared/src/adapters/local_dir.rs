@@ -47,7 +47,9 @@ async fn write_atomically(path: &Path, bytes: Vec<u8>) -> Result<(), StoreError>
     let path = path.to_owned();
     tokio::task::spawn_blocking(move || {
         use std::io::Write;
-        let dir = path.parent().ok_or_else(|| err("object key has no parent"))?;
+        let dir = path
+            .parent()
+            .ok_or_else(|| err("object key has no parent"))?;
         std::fs::create_dir_all(dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
         let mut tmp = tempfile::NamedTempFile::new_in(dir)
             .map_err(|e| err(format!("{}: {e}", dir.display())))?;
