@@ -152,6 +152,9 @@ pub struct Discovered {
 pub struct Checkpoint {
     /// The run the parts belong to.
     pub run_id: RunId,
+    /// The window this run exports (fixed when the run starts, so a resumed run finishes
+    /// the window it discovered).
+    pub window: Window,
     /// The exact id set of the window, once discovery finished.
     pub discovered: Option<Vec<Discovered>>,
     /// Parts written so far, in order.

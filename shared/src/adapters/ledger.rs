@@ -203,6 +203,9 @@ impl<S: ConditionalStore> JobStore for StoreLedger<S> {
                 });
                 record.status = JobStatus::Running;
                 record.updated_at = now;
+                if record.checkpoint.is_none() {
+                    record.spec = spec.clone();
+                }
                 let checkpoint = record.checkpoint.clone();
                 Ok((record, LeaseOutcome::Acquired { checkpoint }))
             })

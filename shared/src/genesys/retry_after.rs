@@ -80,7 +80,10 @@ mod tests {
         let cases = [
             ("42", RetryAfter::Wait(Duration::from_secs(42))),
             (" 1.5 ", RetryAfter::Wait(Duration::from_millis(1500))),
-            ("Wed, 21 Oct 2026 07:28:00 GMT", RetryAfter::Wait(Duration::from_secs(60))),
+            (
+                "Wed, 21 Oct 2026 07:28:00 GMT",
+                RetryAfter::Wait(Duration::from_secs(60)),
+            ),
             ("Wed, 21 Oct 2026 07:00:00 GMT", RetryAfter::Floor(p.floor)),
             ("0", RetryAfter::Floor(p.floor)),
             ("-5", RetryAfter::Floor(p.floor)),

@@ -1,0 +1,492 @@
+//! The export engine (DESIGN §6): one job = one org × one UTC day × one date field.
+//!
+//! [`Exporter::run`] takes the job's lease, resumes its checkpoint if any, discovers the
+//! exact id set of the window, fetches evaluations in bulk per evaluator (single GETs only
+//! for what is missing), writes NDJSON.gz parts with a checkpoint after each, exports the
+//! referenced evaluation forms and commits `_manifest.json` last. A `Retry-After` deadline
+//! beyond the run's budget stops the run with a checkpoint ([`ExportOutcome::Deferred`]).
+
+mod discovery;
+mod fetch;
+mod parts;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use jiff::Timestamp;
+
+pub use discovery::SearchSettings;
+pub use parts::SCHEMA_VERSION;
+
+use crate::clock::{self, Clock};
+use crate::domain::{JobSpec, RunId};
+use crate::genesys::{GenesysClient, GenesysError};
+use crate::ports::{
+    Checkpoint, Discovered, ExportSink, JobStatus, JobStore, JobStoreError, Lease, LeaseOutcome,
+    Manifest, PartInfo, RequestStats, StoreError, form_key, part_key,
+};
+use fetch::{Fetched, SINGLE_GROUP, fetch_group, group_of};
+use parts::{Line, LineWindow, PartBuilder};
+
+/// Engine settings.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineConfig {
+    /// Search paging.
+    pub search: SearchSettings,
+    /// `pageSize` of bulk evaluation queries. Default 100 (the Genesys maximum is
+    /// unconfirmed; lower it if an org answers 400).
+    pub query_page_size: u32,
+    /// Evaluations per part before a new part starts (parts end at group boundaries).
+    /// Default 5,000.
+    pub part_records: usize,
+    /// Requests in flight per org (groups fetched at once). Default 8.
+    pub in_flight: usize,
+    /// Job lease length; renewed while the run goes on. Default 180 s.
+    pub lease: Duration,
+    /// Re-export a day even if it is committed and up to date.
+    pub force: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            search: SearchSettings {
+                page_size: 100,
+                paging_cap: 10_000,
+            },
+            query_page_size: 100,
+            part_records: 5_000,
+            in_flight: 8,
+            lease: Duration::from_secs(180),
+            force: false,
+        }
+    }
+}
+
+/// Progress callbacks (the CLI draws bars with them). Default: nothing.
+pub trait ExportObserver: Send + Sync {
+    /// The window holds `total` evaluations (known after discovery).
+    fn discovered(&self, _total: u64) {}
+    /// `n` more evaluations are written to parts (counting those from a checkpoint).
+    fn written(&self, _n: u64) {}
+}
+
+/// An observer that ignores everything.
+#[derive(Debug, Default)]
+pub struct NoProgress;
+impl ExportObserver for NoProgress {}
+
+/// How a job run ended (errors aside).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExportOutcome {
+    /// The manifest is committed.
+    Committed(Box<Manifest>),
+    /// Stopped with a checkpoint; run again at or after `until`.
+    Deferred {
+        /// Earliest useful resume time, UTC.
+        until: Timestamp,
+    },
+    /// Another exporter holds the job's lease; nothing was done.
+    AlreadyRunning(Lease),
+    /// The day is already committed up to the window's end (use `force` to redo it).
+    UpToDate {
+        /// The committed run.
+        run_id: RunId,
+        /// Evaluations in it.
+        evaluations: u64,
+    },
+}
+
+/// A job run that failed. Nothing was committed; the checkpoint keeps what was written.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// The Genesys API failed (auth, a non-retryable error, retries exhausted).
+    #[error(transparent)]
+    Genesys(#[from] GenesysError),
+    /// The job store failed or the lease was lost.
+    #[error(transparent)]
+    Jobs(#[from] JobStoreError),
+    /// The sink or a store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Writing a part failed.
+    #[error("writing a part: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What a run reports besides its outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportReport {
+    /// How it ended.
+    pub outcome: ExportOutcome,
+    /// Requests of this job over all its runs (from the checkpoint on).
+    pub stats: RequestStats,
+    /// Evaluations written so far (committed or in the checkpoint).
+    pub evaluations: u64,
+}
+
+/// Runs export jobs for one org with one client, job store and sink.
+pub struct Exporter {
+    client: Arc<GenesysClient>,
+    jobs: Arc<dyn JobStore>,
+    sink: Arc<dyn ExportSink>,
+    clock: Arc<dyn Clock>,
+    config: EngineConfig,
+    holder: String,
+}
+
+struct Run<'a> {
+    spec: &'a JobSpec,
+    cp: Checkpoint,
+    base_stats: RequestStats,
+    started_at: Timestamp,
+    lease_renew_at: Timestamp,
+}
+
+impl Exporter {
+    /// An exporter; `holder` identifies it in job leases (unique per process or invocation).
+    pub fn new(
+        client: Arc<GenesysClient>,
+        jobs: Arc<dyn JobStore>,
+        sink: Arc<dyn ExportSink>,
+        clock: Arc<dyn Clock>,
+        config: EngineConfig,
+        holder: impl Into<String>,
+    ) -> Self {
+        Self {
+            client,
+            jobs,
+            sink,
+            clock,
+            config,
+            holder: holder.into(),
+        }
+    }
+
+    /// Runs one job to commit, deferral or failure. A failure is recorded in the job store
+    /// (status `failed`, checkpoint kept) before it is returned.
+    pub async fn run(
+        &self,
+        spec: &JobSpec,
+        observer: &dyn ExportObserver,
+    ) -> Result<ExportReport, ExportError> {
+        let now = self.clock.now();
+        if !self.config.force
+            && let Some(record) = self.jobs.get(spec).await?
+            && let JobStatus::Committed {
+                run_id,
+                evaluations,
+                ..
+            } = &record.status
+            && record.spec.window.to >= spec.window.to
+        {
+            return Ok(ExportReport {
+                outcome: ExportOutcome::UpToDate {
+                    run_id: run_id.clone(),
+                    evaluations: *evaluations,
+                },
+                stats: RequestStats::default(),
+                evaluations: *evaluations,
+            });
+        }
+        let lease_until = clock::add(now, self.config.lease);
+        let checkpoint = match self
+            .jobs
+            .acquire(spec, &self.holder, lease_until, now)
+            .await?
+        {
+            LeaseOutcome::HeldByOther(lease) => {
+                return Ok(ExportReport {
+                    outcome: ExportOutcome::AlreadyRunning(lease),
+                    stats: RequestStats::default(),
+                    evaluations: 0,
+                });
+            }
+            LeaseOutcome::Acquired { checkpoint } => checkpoint,
+        };
+        let base_stats = checkpoint.as_ref().map(|c| c.stats).unwrap_or_default();
+        let cp = checkpoint.unwrap_or_else(|| Checkpoint {
+            run_id: RunId::generate(now),
+            window: spec.window,
+            discovered: None,
+            parts: Vec::new(),
+            done_groups: Vec::new(),
+            form_ids: Vec::new(),
+            stats: RequestStats::default(),
+        });
+        let mut run = Run {
+            spec,
+            cp,
+            base_stats,
+            started_at: now,
+            lease_renew_at: clock::add(now, self.config.lease / 3),
+        };
+        let result = self.export(&mut run, observer).await;
+        let stats = self.stats(&run);
+        let evaluations = run.cp.parts.iter().map(|p| p.records).sum();
+        let now = self.clock.now();
+        match result {
+            Ok(manifest) => Ok(ExportReport {
+                outcome: ExportOutcome::Committed(Box::new(manifest)),
+                stats,
+                evaluations,
+            }),
+            Err(ExportError::Genesys(GenesysError::Deferred { until })) => {
+                run.cp.stats = stats;
+                self.jobs
+                    .save_checkpoint(spec, &self.holder, &run.cp, now)
+                    .await?;
+                let reason = format!("Retry-After deadline {until}");
+                self.jobs
+                    .finish(
+                        spec,
+                        &self.holder,
+                        JobStatus::Deferred { until, reason },
+                        now,
+                    )
+                    .await?;
+                Ok(ExportReport {
+                    outcome: ExportOutcome::Deferred { until },
+                    stats,
+                    evaluations,
+                })
+            }
+            Err(e) => {
+                run.cp.stats = stats;
+                // Best effort: record the failure; the original error is what matters.
+                let _ = self
+                    .jobs
+                    .save_checkpoint(spec, &self.holder, &run.cp, now)
+                    .await;
+                let _ = self
+                    .jobs
+                    .finish(
+                        spec,
+                        &self.holder,
+                        JobStatus::Failed {
+                            reason: e.to_string(),
+                        },
+                        now,
+                    )
+                    .await;
+                Err(e)
+            }
+        }
+    }
+
+    fn stats(&self, run: &Run<'_>) -> RequestStats {
+        let mut stats = run.base_stats;
+        stats.add(&self.client.stats());
+        stats
+    }
+
+    async fn renew_lease_if_due(&self, run: &mut Run<'_>) -> Result<(), ExportError> {
+        let now = self.clock.now();
+        if now >= run.lease_renew_at {
+            self.jobs
+                .renew(
+                    run.spec,
+                    &self.holder,
+                    clock::add(now, self.config.lease),
+                    now,
+                )
+                .await?;
+            run.lease_renew_at = clock::add(now, self.config.lease / 3);
+        }
+        Ok(())
+    }
+
+    async fn save(&self, run: &mut Run<'_>) -> Result<(), ExportError> {
+        run.cp.stats = self.stats(run);
+        let now = self.clock.now();
+        self.jobs
+            .save_checkpoint(run.spec, &self.holder, &run.cp, now)
+            .await?;
+        run.lease_renew_at = run
+            .lease_renew_at
+            .min(clock::add(now, self.config.lease / 3));
+        Ok(())
+    }
+
+    async fn export(
+        &self,
+        run: &mut Run<'_>,
+        observer: &dyn ExportObserver,
+    ) -> Result<Manifest, ExportError> {
+        let spec = run.spec;
+        if run.cp.discovered.is_none() {
+            let mut found = BTreeMap::new();
+            for &system_submitted in spec.source.system_submitted_values() {
+                discovery::discover(
+                    &self.client,
+                    run.cp.window,
+                    spec.date_field,
+                    system_submitted,
+                    self.config.search,
+                    &mut found,
+                )
+                .await?;
+            }
+            run.cp.discovered = Some(found.into_values().collect());
+            self.save(run).await?;
+        }
+        let discovered = run.cp.discovered.clone().unwrap_or_default();
+        observer.discovered(discovered.len() as u64);
+        observer.written(run.cp.parts.iter().map(|p| p.records).sum());
+
+        let mut groups: BTreeMap<String, Vec<Discovered>> = BTreeMap::new();
+        for d in discovered {
+            groups.entry(group_of(&d)).or_default().push(d);
+        }
+        let done: BTreeSet<String> = run.cp.done_groups.iter().cloned().collect();
+        groups.retain(|g, _| !done.contains(g));
+
+        let client = &self.client;
+        let (page_size, in_flight) = (self.config.query_page_size, self.config.in_flight);
+        // Evaluator groups are paged one request at a time each, so several run at once;
+        // the single-GET group spreads its own requests.
+        let mut results = futures::stream::iter(groups)
+            .map(|(group, members)| async move {
+                let per_group = if group == SINGLE_GROUP { in_flight } else { 1 };
+                fetch_group(client, &group, &members, page_size, per_group)
+                    .await
+                    .map(|fetched| (group, fetched))
+            })
+            .buffer_unordered(in_flight.max(1));
+
+        let mut buffer: Vec<Fetched> = Vec::new();
+        let mut buffered_groups: Vec<String> = Vec::new();
+        while let Some(result) = results.next().await {
+            let (group, fetched) = result?;
+            buffer.extend(fetched.into_values());
+            buffered_groups.push(group);
+            if buffer.len() >= self.config.part_records {
+                self.write_part(run, &mut buffer, &mut buffered_groups, observer)
+                    .await?;
+            }
+            self.renew_lease_if_due(run).await?;
+        }
+        drop(results);
+        if !buffer.is_empty() || !buffered_groups.is_empty() {
+            self.write_part(run, &mut buffer, &mut buffered_groups, observer)
+                .await?;
+        }
+        self.export_forms(run).await?;
+
+        // Still ours? Then commit: the manifest is the last write.
+        let now = self.clock.now();
+        self.jobs
+            .renew(spec, &self.holder, clock::add(now, self.config.lease), now)
+            .await?;
+        let stats = self.stats(run);
+        let manifest = Manifest {
+            schema_version: SCHEMA_VERSION,
+            org_id: spec.org_id.clone(),
+            region: self.client.endpoint().region.clone(),
+            date: spec.day,
+            window: run.cp.window,
+            date_field: spec.date_field,
+            source: spec.source,
+            run_id: run.cp.run_id.clone(),
+            started_at: run.started_at,
+            committed_at: now,
+            total_records: run.cp.parts.iter().map(|p| p.records).sum(),
+            parts: run.cp.parts.clone(),
+            form_ids: run.cp.form_ids.clone(),
+            stats,
+        };
+        self.sink.commit(&manifest).await?;
+        self.jobs
+            .finish(
+                spec,
+                &self.holder,
+                JobStatus::Committed {
+                    run_id: manifest.run_id.clone(),
+                    evaluations: manifest.total_records,
+                    committed_at: now,
+                },
+                now,
+            )
+            .await?;
+        Ok(manifest)
+    }
+
+    /// Writes the buffered evaluations as the next part (skipped when there are none),
+    /// marks their groups done and saves the checkpoint.
+    async fn write_part(
+        &self,
+        run: &mut Run<'_>,
+        buffer: &mut Vec<Fetched>,
+        groups: &mut Vec<String>,
+        observer: &dyn ExportObserver,
+    ) -> Result<(), ExportError> {
+        let spec = run.spec;
+        if !buffer.is_empty() {
+            buffer.sort_by(|a, b| a.id.cmp(&b.id));
+            let exported_at = self.clock.now();
+            let region = self.client.endpoint().region.clone();
+            let mut part = PartBuilder::new();
+            let mut forms: BTreeSet<String> = run.cp.form_ids.iter().cloned().collect();
+            for f in buffer.iter() {
+                part.push(&Line {
+                    schema_version: SCHEMA_VERSION,
+                    org_id: &spec.org_id,
+                    region: &region,
+                    exported_at,
+                    run_id: &run.cp.run_id,
+                    window: LineWindow::new(run.cp.window, spec.date_field),
+                    source: if f.automated { "auto" } else { "human" },
+                    is_calibration: f.calibration,
+                    evaluation: &f.raw,
+                })?;
+                if let Some(form) = &f.form_id {
+                    forms.insert(form.clone());
+                }
+            }
+            let (bytes, records, sha256) = part.finish()?;
+            let key = part_key(&spec.org_id, spec.day, &run.cp.run_id, run.cp.parts.len());
+            let size = bytes.len() as u64;
+            self.sink.put(&key, bytes).await?;
+            run.cp.parts.push(PartInfo {
+                key,
+                records,
+                bytes: size,
+                sha256,
+            });
+            run.cp.form_ids = forms.into_iter().collect();
+            observer.written(records);
+        }
+        run.cp.done_groups.append(groups);
+        buffer.clear();
+        self.save(run).await
+    }
+
+    /// Exports each referenced evaluation form version once
+    /// (`GET /api/v2/quality/forms/evaluations/{formId}` → `forms/org_id=<org>/<id>.json`).
+    async fn export_forms(&self, run: &mut Run<'_>) -> Result<(), ExportError> {
+        for form_id in &run.cp.form_ids {
+            let Some(key) = form_key(&run.spec.org_id, form_id) else {
+                tracing::warn!(%form_id, "form id is not safe as a key; not exported");
+                continue;
+            };
+            if self.sink.exists(&key).await? {
+                continue;
+            }
+            let path = format!("/api/v2/quality/forms/evaluations/{form_id}");
+            match self
+                .client
+                .get_json::<Box<serde_json::value::RawValue>>(&path)
+                .await
+            {
+                Ok(raw) => self.sink.put(&key, raw.get().as_bytes().to_vec()).await?,
+                Err(GenesysError::Api { status: 404, .. }) => {
+                    tracing::warn!(%form_id, "evaluation form not found; not exported")
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+}

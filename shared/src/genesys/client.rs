@@ -1,0 +1,598 @@
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use jiff::Timestamp;
+use reqwest::header::HeaderMap;
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use url::Url;
+
+use super::error::{ErrorBody, GenesysError, OAuthErrorBody};
+use super::models::TokenResponse;
+use super::retry_after::{RetryAfter, RetryAfterPolicy, parse_retry_after};
+use crate::clock::{self, Clock};
+use crate::domain::{InvalidValue, OrgId};
+use crate::ports::RequestStats;
+use crate::rate::{Admission, AdmissionError, RateHeaders};
+
+/// Where and as whom to call one org.
+#[derive(Debug, Clone)]
+pub struct OrgEndpoint {
+    /// The org.
+    pub org_id: OrgId,
+    /// Region domain, e.g. `mypurecloud.com` (for the output envelope and logs).
+    pub region: String,
+    /// API base, e.g. `https://api.mypurecloud.com` (may carry a path prefix).
+    pub api_base_url: Url,
+    /// Login base, e.g. `https://login.mypurecloud.com`.
+    pub login_base_url: Url,
+    /// OAuth client id (client credentials grant).
+    pub client_id: String,
+    /// OAuth client secret. Never logged.
+    pub client_secret: SecretString,
+}
+
+impl OrgEndpoint {
+    /// Validates the base URLs: `https`, or plain `http` only for loopback hosts.
+    ///
+    /// Errors name the field (`api_base_url`, `login_base_url`, `client_id`).
+    pub fn new(
+        org_id: OrgId,
+        region: impl Into<String>,
+        api_base_url: &str,
+        login_base_url: &str,
+        client_id: impl Into<String>,
+        client_secret: SecretString,
+    ) -> Result<Self, InvalidValue> {
+        let client_id = client_id.into();
+        if client_id.trim().is_empty() {
+            return Err(InvalidValue::new(
+                "client_id",
+                "is empty: set the OAuth client id",
+            ));
+        }
+        Ok(Self {
+            api_base_url: base_url("api_base_url", api_base_url)?,
+            login_base_url: base_url("login_base_url", login_base_url)?,
+            org_id,
+            region: region.into(),
+            client_id,
+            client_secret,
+        })
+    }
+}
+
+fn base_url(field: &str, raw: &str) -> Result<Url, InvalidValue> {
+    let url = Url::parse(raw.trim_end_matches('/'))
+        .map_err(|e| InvalidValue::new(field, format!("{raw:?} is not a URL: {e}")))?;
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    };
+    match url.scheme() {
+        "https" if url.host().is_some() => Ok(url),
+        "http" if loopback => Ok(url),
+        "http" => Err(InvalidValue::new(
+            field,
+            format!("{raw:?}: plain http is allowed only for loopback hosts; use https"),
+        )),
+        _ => Err(InvalidValue::new(
+            field,
+            format!("{raw:?}: use an https URL"),
+        )),
+    }
+}
+
+/// Retry and timeout settings of the client.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClientConfig {
+    /// Timeout of one HTTP attempt. Default 30 s.
+    pub request_timeout: Duration,
+    /// Attempts per call for 5xx, timeouts, connection errors and invalid bodies. Default 8.
+    pub max_attempts: u32,
+    /// 429s tolerated per call before giving up. Default 50.
+    pub max_429: u32,
+    /// First backoff (exponential, full jitter). Default 500 ms.
+    pub backoff_min: Duration,
+    /// Largest backoff. Default 30 s.
+    pub backoff_max: Duration,
+    /// Floor and cap for `Retry-After`.
+    pub retry_after: RetryAfterPolicy,
+    /// Retry HTTP 500 too. Default false (Genesys: only 429, 502, 503, 504 are retryable).
+    pub retry_500: bool,
+    /// Refresh a token this long before `expires_in` runs out (at most a tenth of its
+    /// lifetime). Default 60 s.
+    pub token_margin: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(30),
+            max_attempts: 8,
+            max_429: 50,
+            backoff_min: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+            retry_after: RetryAfterPolicy::default(),
+            retry_500: false,
+            token_margin: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct CachedToken {
+    value: SecretString,
+    refresh_at: Timestamp,
+    generation: u64,
+}
+
+/// A client for one org. Cheap to share (`Arc`); calls may run concurrently.
+pub struct GenesysClient {
+    http: reqwest::Client,
+    endpoint: OrgEndpoint,
+    config: ClientConfig,
+    admission: Arc<dyn Admission>,
+    clock: Arc<dyn Clock>,
+    token: tokio::sync::Mutex<Option<CachedToken>>,
+    stats: Mutex<RequestStats>,
+}
+
+impl std::fmt::Debug for GenesysClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GenesysClient")
+            .field("org_id", &self.endpoint.org_id)
+            .field("api_base_url", &self.endpoint.api_base_url.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What went wrong with one attempt that may be retried.
+enum Retry {
+    /// 5xx, timeout, connection error or a body that did not parse: back off.
+    Backoff(String),
+    /// 429: wait until the deadline.
+    RateLimited(Timestamp, String),
+}
+
+impl GenesysClient {
+    /// A client for `endpoint` whose requests are admitted by `admission`.
+    pub fn new(
+        endpoint: OrgEndpoint,
+        config: ClientConfig,
+        admission: Arc<dyn Admission>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, GenesysError> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("scorecards/", env!("CARGO_PKG_VERSION")))
+            .pool_max_idle_per_host(32)
+            .build()
+            .map_err(|e| GenesysError::Exhausted {
+                path: String::new(),
+                attempts: 0,
+                last: format!("cannot build the HTTP client: {e}"),
+            })?;
+        Ok(Self {
+            http,
+            endpoint,
+            config,
+            admission,
+            clock,
+            token: tokio::sync::Mutex::new(None),
+            stats: Mutex::new(RequestStats::default()),
+        })
+    }
+
+    /// The org this client calls.
+    pub fn endpoint(&self) -> &OrgEndpoint {
+        &self.endpoint
+    }
+
+    /// Requests, 429s, retries and waits so far.
+    pub fn stats(&self) -> RequestStats {
+        let mut stats = *self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        stats.waited_ms = self.admission.waited_ms();
+        stats
+    }
+
+    /// Leaves the rate ledger (call once the export stops).
+    pub async fn release(&self) {
+        self.admission.release().await;
+    }
+
+    /// `GET` a path (`/api/v2/...`, query included) or a `nextUri`, parsing the JSON body.
+    pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, GenesysError> {
+        let url = self.api_url(path)?;
+        self.execute(Method::GET, url, None).await
+    }
+
+    /// `POST` a JSON body to a path, parsing the JSON response.
+    pub async fn post_json<T: DeserializeOwned, B: Serialize>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, GenesysError> {
+        let url = self.api_url(path)?;
+        let body = serde_json::to_value(body).map_err(|e| GenesysError::Exhausted {
+            path: path.to_owned(),
+            attempts: 0,
+            last: format!("cannot encode the request body: {e}"),
+        })?;
+        self.execute(Method::POST, url, Some(body)).await
+    }
+
+    /// Joins a relative path or `nextUri` onto the API base (keeping a base path prefix).
+    /// An absolute URL is accepted only on the API host itself.
+    fn api_url(&self, path: &str) -> Result<Url, GenesysError> {
+        let base = &self.endpoint.api_base_url;
+        if path.starts_with('/') {
+            let joined = format!("{}{}", base.as_str().trim_end_matches('/'), path);
+            return Url::parse(&joined).map_err(|_| GenesysError::ForeignUrl { url: path.into() });
+        }
+        let url = Url::parse(path).map_err(|_| GenesysError::ForeignUrl { url: path.into() })?;
+        if url.origin() == base.origin()
+            && url.path().starts_with(base.path().trim_end_matches('/'))
+        {
+            Ok(url)
+        } else {
+            Err(GenesysError::ForeignUrl { url: path.into() })
+        }
+    }
+
+    fn count(&self, f: impl FnOnce(&mut RequestStats)) {
+        f(&mut self.stats.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    fn backoff(&self) -> impl Iterator<Item = Duration> {
+        ExponentialBuilder::default()
+            .with_min_delay(self.config.backoff_min)
+            .with_max_delay(self.config.backoff_max)
+            .with_jitter()
+            .without_max_times()
+            .build()
+    }
+
+    fn deadline(
+        &self,
+        headers: &HeaderMap,
+        backoff: &mut impl Iterator<Item = Duration>,
+    ) -> Timestamp {
+        let now = self.clock.now();
+        let wait = match headers
+            .get(reqwest::header::RETRY_AFTER)
+            .map(|v| v.to_str())
+        {
+            Some(Ok(value)) => {
+                let parsed = parse_retry_after(value, now, &self.config.retry_after);
+                if let RetryAfter::Capped(cap) = parsed {
+                    tracing::warn!(org_id = %self.endpoint.org_id, value, cap_s = cap.as_secs(), "Retry-After capped");
+                }
+                parsed.wait()
+            }
+            // No (readable) header: capped exponential backoff with jitter, never below the floor.
+            _ => backoff
+                .next()
+                .unwrap_or(self.config.backoff_max)
+                .max(self.config.retry_after.floor),
+        };
+        clock::add(now, wait)
+    }
+
+    async fn admit(&self) -> Result<(), GenesysError> {
+        self.admission.admit().await.map_err(|e| match e {
+            AdmissionError::Defer { until } => GenesysError::Deferred { until },
+            AdmissionError::Ledger(m) => GenesysError::Ledger(m),
+        })
+    }
+
+    async fn on_429(&self, until: Timestamp) -> Result<(), GenesysError> {
+        self.admission.on_429(until).await.map_err(|e| match e {
+            AdmissionError::Defer { until } => GenesysError::Deferred { until },
+            AdmissionError::Ledger(m) => GenesysError::Ledger(m),
+        })
+    }
+
+    /// One logical call: admitted, authenticated, retried.
+    async fn execute<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<serde_json::Value>,
+    ) -> Result<T, GenesysError> {
+        let path = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_owned(),
+        };
+        let mut backoff = self.backoff();
+        let (mut attempts, mut throttled, mut refreshed) = (0u32, 0u32, false);
+        loop {
+            self.admit().await?;
+            let (token, generation) = self.token().await?;
+            attempts += 1;
+            self.count(|s| s.requests += 1);
+            let mut request = self
+                .http
+                .request(method.clone(), url.clone())
+                .bearer_auth(token.expose_secret())
+                .header(reqwest::header::ACCEPT, "application/json")
+                .timeout(self.config.request_timeout);
+            if let Some(body) = &body {
+                request = request.json(body);
+            }
+            let outcome = match request.send().await {
+                Err(e) => Retry::Backoff(transport_error(&e)),
+                Ok(response) => {
+                    let status = response.status();
+                    self.admission.observe(&rate_headers(response.headers()));
+                    match status {
+                        s if s.is_success() => match response.bytes().await {
+                            Ok(bytes) => match serde_json::from_slice::<T>(&bytes) {
+                                Ok(value) => return Ok(value),
+                                Err(e) => Retry::Backoff(format!(
+                                    "HTTP {s} with an invalid JSON body: {e}"
+                                )),
+                            },
+                            Err(e) => Retry::Backoff(transport_error(&e)),
+                        },
+                        StatusCode::UNAUTHORIZED => {
+                            let err = error_body(response).await;
+                            if refreshed {
+                                return Err(GenesysError::Unauthorized {
+                                    path,
+                                    code: err.code.unwrap_or_default(),
+                                    context_id: err.context_id.unwrap_or_default(),
+                                });
+                            }
+                            refreshed = true;
+                            self.invalidate(generation).await;
+                            continue;
+                        }
+                        StatusCode::TOO_MANY_REQUESTS => {
+                            let until = self.deadline(response.headers(), &mut backoff);
+                            let err = error_body(response).await;
+                            Retry::RateLimited(
+                                until,
+                                format!("HTTP 429 {}", err.code.unwrap_or_default()),
+                            )
+                        }
+                        StatusCode::BAD_GATEWAY
+                        | StatusCode::SERVICE_UNAVAILABLE
+                        | StatusCode::GATEWAY_TIMEOUT => {
+                            let err = error_body(response).await;
+                            Retry::Backoff(format!(
+                                "HTTP {status} {}",
+                                err.code.unwrap_or_default()
+                            ))
+                        }
+                        StatusCode::INTERNAL_SERVER_ERROR if self.config.retry_500 => {
+                            let err = error_body(response).await;
+                            Retry::Backoff(format!(
+                                "HTTP {status} {}",
+                                err.code.unwrap_or_default()
+                            ))
+                        }
+                        _ => {
+                            let err = error_body(response).await;
+                            return Err(GenesysError::Api {
+                                path,
+                                status: status.as_u16(),
+                                code: err.code.unwrap_or_default(),
+                                message: err.message.unwrap_or_default(),
+                                context_id: err.context_id.unwrap_or_default(),
+                            });
+                        }
+                    }
+                }
+            };
+            match outcome {
+                Retry::RateLimited(until, last) => {
+                    throttled += 1;
+                    self.count(|s| s.responses_429 += 1);
+                    if throttled > self.config.max_429 {
+                        return Err(GenesysError::Exhausted {
+                            path,
+                            attempts,
+                            last,
+                        });
+                    }
+                    tracing::debug!(org_id = %self.endpoint.org_id, %until, "429: waiting for Retry-After");
+                    self.on_429(until).await?;
+                }
+                Retry::Backoff(last) => {
+                    self.count(|s| s.retries += 1);
+                    if attempts.saturating_sub(throttled) >= self.config.max_attempts {
+                        return Err(GenesysError::Exhausted {
+                            path,
+                            attempts,
+                            last,
+                        });
+                    }
+                    let wait = backoff.next().unwrap_or(self.config.backoff_max);
+                    tracing::debug!(org_id = %self.endpoint.org_id, %path, error = %last, wait_ms = wait.as_millis() as u64, "retrying");
+                    self.clock.sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    /// Drops the cached token if it is still the one that got a 401.
+    async fn invalidate(&self, generation: u64) {
+        let mut cached = self.token.lock().await;
+        if cached.as_ref().is_some_and(|t| t.generation == generation) {
+            *cached = None;
+        }
+    }
+
+    /// The cached token, fetched or refreshed when missing or within the margin of expiry.
+    async fn token(&self) -> Result<(SecretString, u64), GenesysError> {
+        let mut cached = self.token.lock().await;
+        let now = self.clock.now();
+        if let Some(t) = cached.as_ref()
+            && t.refresh_at > now
+        {
+            return Ok((t.value.clone(), t.generation));
+        }
+        let generation = cached.as_ref().map_or(1, |t| t.generation + 1);
+        let (value, expires_in) = self.fetch_token().await?;
+        let lifetime = Duration::from_secs(expires_in.max(1));
+        let margin = self.config.token_margin.min(lifetime / 10);
+        let fresh = CachedToken {
+            value,
+            refresh_at: clock::add(self.clock.now(), lifetime - margin),
+            generation,
+        };
+        *cached = Some(fresh.clone());
+        Ok((fresh.value, fresh.generation))
+    }
+
+    /// `POST <login>/oauth/token` with HTTP Basic client credentials (reference §3).
+    async fn fetch_token(&self) -> Result<(SecretString, u64), GenesysError> {
+        let url = format!(
+            "{}/oauth/token",
+            self.endpoint.login_base_url.as_str().trim_end_matches('/')
+        );
+        let path = "/oauth/token".to_owned();
+        let mut backoff = self.backoff();
+        let (mut attempts, mut throttled) = (0u32, 0u32);
+        loop {
+            self.admit().await?;
+            attempts += 1;
+            self.count(|s| s.token_requests += 1);
+            let sent = self
+                .http
+                .post(&url)
+                .basic_auth(
+                    &self.endpoint.client_id,
+                    Some(self.endpoint.client_secret.expose_secret()),
+                )
+                .form(&[("grant_type", "client_credentials")])
+                .timeout(self.config.request_timeout)
+                .send()
+                .await;
+            let last = match sent {
+                Err(e) => transport_error(&e),
+                Ok(response) => {
+                    let status = response.status();
+                    if status.is_success() {
+                        match response.json::<TokenResponse>().await {
+                            Ok(t) => {
+                                return Ok((
+                                    SecretString::from(t.access_token),
+                                    t.expires_in.unwrap_or(86_400),
+                                ));
+                            }
+                            Err(e) => format!("token response did not parse: {}", e.without_url()),
+                        }
+                    } else if status == StatusCode::TOO_MANY_REQUESTS {
+                        throttled += 1;
+                        self.count(|s| s.responses_429 += 1);
+                        if throttled > self.config.max_429 {
+                            return Err(GenesysError::Exhausted {
+                                path,
+                                attempts,
+                                last: "HTTP 429".into(),
+                            });
+                        }
+                        let until = self.deadline(response.headers(), &mut backoff);
+                        self.clock.sleep_until(until).await;
+                        continue;
+                    } else if status.is_server_error() {
+                        format!("HTTP {status}")
+                    } else {
+                        let body: OAuthErrorBody = response.json().await.unwrap_or_default();
+                        return Err(GenesysError::Login {
+                            status: status.as_u16(),
+                            error: body.error.unwrap_or_else(|| "unknown".into()),
+                            description: body
+                                .error_description
+                                .or(body.description)
+                                .unwrap_or_default(),
+                        });
+                    }
+                }
+            };
+            self.count(|s| s.retries += 1);
+            if attempts.saturating_sub(throttled) >= self.config.max_attempts {
+                return Err(GenesysError::Exhausted {
+                    path,
+                    attempts,
+                    last,
+                });
+            }
+            let wait = backoff.next().unwrap_or(self.config.backoff_max);
+            self.clock.sleep(wait).await;
+        }
+    }
+}
+
+/// A transport failure, described without the URL (which is safe) or anything secret.
+fn transport_error(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() || e.is_decode() {
+        "response body interrupted"
+    } else {
+        "request failed"
+    };
+    let mut detail = String::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        detail = s.to_string();
+        source = s.source();
+    }
+    if detail.is_empty() {
+        kind.to_owned()
+    } else {
+        format!("{kind}: {detail}")
+    }
+}
+
+async fn error_body(response: reqwest::Response) -> ErrorBody {
+    let header_context = response
+        .headers()
+        .get("inin-correlation-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let mut body: ErrorBody = response.json().await.unwrap_or_default();
+    if body.context_id.is_none() {
+        body.context_id = header_context;
+    }
+    body
+}
+
+/// Reads `inin-ratelimit-allowed`, `-count` and `-reset` (names are case-insensitive).
+pub(crate) fn rate_headers(headers: &HeaderMap) -> RateHeaders {
+    fn num<T: std::str::FromStr>(headers: &HeaderMap, name: &str) -> Option<T> {
+        headers.get(name)?.to_str().ok()?.trim().parse().ok()
+    }
+    RateHeaders {
+        allowed: num(headers, "inin-ratelimit-allowed"),
+        count: num(headers, "inin-ratelimit-count"),
+        reset_secs: num(headers, "inin-ratelimit-reset"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls_allow_http_only_on_loopback() {
+        assert!(base_url("api_base_url", "https://api.mypurecloud.com").is_ok());
+        assert!(base_url("api_base_url", "http://127.0.0.1:8080/api.mypurecloud.com").is_ok());
+        assert!(base_url("api_base_url", "http://localhost:1").is_ok());
+        let e = base_url("api_base_url", "http://api.mypurecloud.com").unwrap_err();
+        assert_eq!(e.field, "api_base_url");
+        assert!(e.problem.contains("loopback"));
+        assert!(base_url("login_base_url", "ftp://x").is_err());
+        assert!(base_url("login_base_url", "not a url").is_err());
+    }
+}
