@@ -14,7 +14,7 @@
 
 pub mod adapters;
 pub mod clock;
-// pub mod config;
+pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod genesys;
