@@ -1,1 +1,51 @@
-fn main() {}
+//! `scorecards`: export Genesys Cloud evaluations for many orgs on one machine, against real
+//! orgs or the bundled simulator, and benchmark the rate control.
+
+mod bench;
+mod export;
+mod report;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "scorecards",
+    version,
+    about = "Export Genesys Cloud quality evaluations (scorecards) for many orgs, paced to each org's API quota"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Export every org's evaluations for a window into a local directory.
+    Export(export::ExportArgs),
+    /// Compare this engine with naive strategies against the simulator.
+    Bench(bench::BenchArgs),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match Cli::parse().command {
+        Command::Export(args) => export::run(args).await,
+        Command::Bench(args) => bench::run(args).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -190,11 +190,17 @@ impl OrgEntry {
             }
         };
         if secret.is_empty() {
-            return Err(InvalidValue::new("client_secret_file", "the secret file is empty"));
+            return Err(InvalidValue::new(
+                "client_secret_file",
+                "the secret file is empty",
+            ));
         }
         let window_secs = self.rate_window_secs.unwrap_or(60.0);
         if !(window_secs.is_finite() && window_secs > 0.0) {
-            return Err(InvalidValue::new("rate_window_secs", "must be a positive number of seconds"));
+            return Err(InvalidValue::new(
+                "rate_window_secs",
+                "must be a positive number of seconds",
+            ));
         }
         let allowed = self.rate_limit.unwrap_or(300);
         if allowed == 0 {
@@ -235,11 +241,25 @@ mod tests {
                client_id = "cid"
                client_secret_env = "SECRET_X""#,
         );
-        let s = e.resolve(|n| (n == "SECRET_X").then(|| "s3cret".into())).unwrap();
-        assert_eq!(s.endpoint.api_base_url.as_str(), "https://api.apse1.pure.cloud/");
-        assert_eq!(s.endpoint.login_base_url.as_str(), "https://login.apse1.pure.cloud/");
+        let s = e
+            .resolve(|n| (n == "SECRET_X").then(|| "s3cret".into()))
+            .unwrap();
+        assert_eq!(
+            s.endpoint.api_base_url.as_str(),
+            "https://api.apse1.pure.cloud/"
+        );
+        assert_eq!(
+            s.endpoint.login_base_url.as_str(),
+            "https://login.apse1.pure.cloud/"
+        );
         assert_eq!(s.endpoint.region, "apse1.pure.cloud");
-        assert_eq!(s.limit, LearnedLimit { allowed: 300, window_ms: 60_000 });
+        assert_eq!(
+            s.limit,
+            LearnedLimit {
+                allowed: 300,
+                window_ms: 60_000
+            }
+        );
         // The secret never shows in Debug output.
         assert!(!format!("{s:?}").contains("s3cret"));
     }
@@ -247,15 +267,42 @@ mod tests {
     #[test]
     fn names_the_field_of_each_mistake() {
         let cases = [
-            (r#"org_id = "o" region = "mars" client_id = "c" client_secret_env = "S""#, "region"),
-            (r#"org_id = "o" client_id = "c" client_secret_env = "S""#, "region"),
-            (r#"org_id = "o" region = "us_east_1" client_id = "c""#, "client_secret_env"),
-            (r#"org_id = "o" region = "us_east_1" client_id = "c" client_secret_env = "UNSET""#, "client_secret_env"),
-            (r#"org_id = "o" region = "us_east_1" client_id = "c" client_secret = "x""#, "client_secret"),
-            (r#"org_id = "a/b" region = "us_east_1" client_id = "c" client_secret_env = "S""#, "org_id"),
-            (r#"org_id = "o" api_base_url = "http://example.com" login_base_url = "http://127.0.0.1:1" client_id = "c" client_secret_env = "S""#, "api_base_url"),
-            (r#"org_id = "o" region = "us_east_1" client_id = "" client_secret_env = "S""#, "client_id"),
-            (r#"org_id = "o" region = "us_east_1" client_id = "c" client_secret_env = "S" rate_window_secs = 0"#, "rate_window_secs"),
+            (
+                r#"org_id = "o" region = "mars" client_id = "c" client_secret_env = "S""#,
+                "region",
+            ),
+            (
+                r#"org_id = "o" client_id = "c" client_secret_env = "S""#,
+                "region",
+            ),
+            (
+                r#"org_id = "o" region = "us_east_1" client_id = "c""#,
+                "client_secret_env",
+            ),
+            (
+                r#"org_id = "o" region = "us_east_1" client_id = "c" client_secret_env = "UNSET""#,
+                "client_secret_env",
+            ),
+            (
+                r#"org_id = "o" region = "us_east_1" client_id = "c" client_secret = "x""#,
+                "client_secret",
+            ),
+            (
+                r#"org_id = "a/b" region = "us_east_1" client_id = "c" client_secret_env = "S""#,
+                "org_id",
+            ),
+            (
+                r#"org_id = "o" api_base_url = "http://example.com" login_base_url = "http://127.0.0.1:1" client_id = "c" client_secret_env = "S""#,
+                "api_base_url",
+            ),
+            (
+                r#"org_id = "o" region = "us_east_1" client_id = "" client_secret_env = "S""#,
+                "client_id",
+            ),
+            (
+                r#"org_id = "o" region = "us_east_1" client_id = "c" client_secret_env = "S" rate_window_secs = 0"#,
+                "rate_window_secs",
+            ),
         ];
         for (text, field) in cases {
             let err = entry(text)

@@ -18,5 +18,7 @@ pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod genesys;
+pub mod output;
 pub mod ports;
 pub mod rate;
+pub mod runner;

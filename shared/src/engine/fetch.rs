@@ -110,9 +110,10 @@ pub(crate) async fn fetch_group(
             }
         }
     }
-    let missing: Vec<&Discovered> = members
+    let missing: Vec<Discovered> = members
         .iter()
         .filter(|d| !out.contains_key(&d.id))
+        .cloned()
         .collect();
     let mut singles = futures::stream::iter(missing)
         .map(|d| fetch_one(client, d))
@@ -126,10 +127,7 @@ pub(crate) async fn fetch_group(
 }
 
 /// One evaluation by id; `None` when it no longer exists (404).
-async fn fetch_one(
-    client: &GenesysClient,
-    d: &Discovered,
-) -> Result<Option<Fetched>, GenesysError> {
+async fn fetch_one(client: &GenesysClient, d: Discovered) -> Result<Option<Fetched>, GenesysError> {
     if d.conversation_id.is_empty() {
         tracing::warn!(evaluation_id = %d.id, "search gave no conversation id; cannot fetch it alone");
         return Ok(None);

@@ -343,16 +343,18 @@ impl Exporter {
         let done: BTreeSet<String> = run.cp.done_groups.iter().cloned().collect();
         groups.retain(|g, _| !done.contains(g));
 
-        let client = &self.client;
         let (page_size, in_flight) = (self.config.query_page_size, self.config.in_flight);
         // Evaluator groups are paged one request at a time each, so several run at once;
         // the single-GET group spreads its own requests.
         let mut results = futures::stream::iter(groups)
-            .map(|(group, members)| async move {
-                let per_group = if group == SINGLE_GROUP { in_flight } else { 1 };
-                fetch_group(client, &group, &members, page_size, per_group)
-                    .await
-                    .map(|fetched| (group, fetched))
+            .map(|(group, members)| {
+                let client = Arc::clone(&self.client);
+                async move {
+                    let per_group = if group == SINGLE_GROUP { in_flight } else { 1 };
+                    fetch_group(&client, &group, &members, page_size, per_group)
+                        .await
+                        .map(|fetched| (group, fetched))
+                }
             })
             .buffer_unordered(in_flight.max(1));
 

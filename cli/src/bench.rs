@@ -1,0 +1,371 @@
+//! `scorecards bench`: this engine against two naive strategies on the same simulated
+//! scenario, and two exporters sharing one org's quota through one SQLite ledger. Prints
+//! figures; asserts nothing (targets are read off the tables).
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use genesys_sim::{RateLimitSpec, Scenario, SimHandle, SourceFilter};
+use jiff::Timestamp;
+use scorecards_shared::adapters::{
+    ledger::StoreLedger, local_dir::LocalDirSink, memory::MemoryStore, sqlite::SqliteStore,
+};
+use scorecards_shared::clock::{Clock, SystemClock};
+use scorecards_shared::config::OrgSetup;
+use scorecards_shared::domain::{DateField, JobSpec, OrgId, Source, Window};
+use scorecards_shared::engine::NoProgress;
+use scorecards_shared::genesys::OrgEndpoint;
+use scorecards_shared::output::read_committed;
+use scorecards_shared::ports::{ExportSink, LearnedLimit, RequestStats};
+use scorecards_shared::runner::{
+    OrgStatus, OrgSummary, Ports, RunSettings, Strategy, org_exporter, run_org,
+};
+use secrecy::SecretString;
+
+use crate::report::per_thousand;
+
+/// Options of `scorecards bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Simulated orgs.
+    #[arg(long, default_value_t = 20)]
+    orgs: usize,
+    /// Evaluations per org.
+    #[arg(long, default_value_t = 2000)]
+    evaluations: usize,
+    /// Requests allowed per token and window.
+    #[arg(long, default_value_t = 20)]
+    allowed: u32,
+    /// Window length in milliseconds (short, so the benchmark runs fast).
+    #[arg(long, default_value_t = 1000)]
+    window_ms: u64,
+    /// Delay of the "sequential with a fixed delay" strategy, milliseconds.
+    #[arg(long, default_value_t = 200)]
+    delay_ms: u64,
+    /// Requests in flight per org for the engine and the unpaced strategy.
+    #[arg(long, default_value_t = 8)]
+    in_flight: usize,
+}
+
+/// The simulator's orgs as exportable orgs (limits as the simulator enforces them).
+pub fn sim_orgs(sim: &SimHandle) -> anyhow::Result<Vec<OrgSetup>> {
+    sim.orgs()
+        .into_iter()
+        .map(|o| {
+            let org_id: OrgId = o.org_id.parse()?;
+            Ok(OrgSetup {
+                endpoint: OrgEndpoint::new(
+                    org_id,
+                    o.region,
+                    &o.api_base_url,
+                    &o.login_base_url,
+                    o.client_id,
+                    SecretString::from(o.client_secret),
+                )?,
+                limit: LearnedLimit {
+                    allowed: o.token_limit.allowed,
+                    window_ms: o.token_limit.window_ms,
+                },
+            })
+        })
+        .collect()
+}
+
+/// The whole data period of the simulator, as export jobs per org.
+fn jobs_for(sim: &SimHandle, org: &OrgSetup) -> anyhow::Result<Vec<JobSpec>> {
+    let (from, to) = sim.period();
+    let now = Timestamp::now();
+    let window = Window::new(from, to.min(now))?;
+    Ok(window
+        .utc_days(now)
+        .into_iter()
+        .map(|(day, w)| JobSpec {
+            org_id: org.endpoint.org_id.clone(),
+            day,
+            window: w,
+            date_field: DateField::SubmittedDate,
+            source: Source::Both,
+        })
+        .collect())
+}
+
+/// Whether the committed output of `org` equals the simulator's ground truth, byte for byte.
+async fn equals_truth(
+    sim: &SimHandle,
+    sink: &dyn ExportSink,
+    org: &OrgSetup,
+    jobs: &[JobSpec],
+) -> anyhow::Result<bool> {
+    let mut exported = BTreeMap::new();
+    for job in jobs {
+        if let Some(c) = read_committed(sink, &job.org_id, job.day).await? {
+            for e in c.evaluations {
+                if exported.insert(e.id, e.evaluation).is_some() {
+                    return Ok(false); // a duplicate
+                }
+            }
+        } else {
+            return Ok(false);
+        }
+    }
+    let (from, to) = (
+        jobs.first().map(|j| j.window.from),
+        jobs.last().map(|j| j.window.to),
+    );
+    let (Some(from), Some(to)) = (from, to) else {
+        return Ok(exported.is_empty());
+    };
+    let truth: BTreeMap<String, String> = sim
+        .ground_truth(
+            org.endpoint.org_id.as_str(),
+            from,
+            to,
+            genesys_sim::DateField::SubmittedDate,
+            SourceFilter::Both,
+        )
+        .into_iter()
+        .map(|t| (t.id, t.json))
+        .collect();
+    Ok(truth == exported)
+}
+
+struct StrategyFigures {
+    name: String,
+    wall: Duration,
+    ideal: Duration,
+    stats: RequestStats,
+    evaluations: u64,
+    failed: usize,
+    truth: bool,
+    sim_429: u64,
+    violations: u64,
+    max_in_window: u64,
+}
+
+fn rate_per_sec(limit: LearnedLimit) -> f64 {
+    f64::from(limit.allowed) * 1000.0 / limit.window_ms.max(1) as f64
+}
+
+/// Requests a strategy could not have avoided: everything but 429s and retries.
+fn needed(stats: &RequestStats) -> u64 {
+    (stats.requests + stats.token_requests).saturating_sub(stats.responses_429 + stats.retries)
+}
+
+async fn run_strategy(
+    name: &str,
+    scenario: Scenario,
+    strategy: Strategy,
+    in_flight: usize,
+) -> anyhow::Result<StrategyFigures> {
+    let sim = genesys_sim::start(scenario).await?;
+    let orgs = sim_orgs(&sim)?;
+    let out = tempfile::tempdir()?;
+    let sink: Arc<dyn ExportSink> = Arc::new(LocalDirSink::new(out.path()));
+    let ledger = Arc::new(StoreLedger::new(MemoryStore::new()));
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let ports = Ports {
+        ledger: ledger.clone(),
+        jobs: ledger,
+        sink: Arc::clone(&sink),
+        clock,
+    };
+    let mut settings = RunSettings {
+        strategy,
+        ..RunSettings::default()
+    };
+    settings.engine.in_flight = in_flight;
+    settings.rate.max_wait = Duration::from_secs(3600);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for org in orgs.clone() {
+        let jobs = jobs_for(&sim, &org)?;
+        let (ports, name) = (ports.clone(), format!("bench-{}", org.endpoint.org_id));
+        tasks.push(tokio::spawn(async move {
+            let exporter = org_exporter(&org, &settings, &ports, &name)?;
+            anyhow::Ok(run_org(&exporter, &jobs, &NoProgress).await)
+        }));
+    }
+    let mut summaries: Vec<OrgSummary> = Vec::new();
+    for t in tasks {
+        summaries.push(t.await.context("bench task panicked")??);
+    }
+    let wall = started.elapsed();
+    let mut truth = true;
+    for org in &orgs {
+        truth &= equals_truth(&sim, sink.as_ref(), org, &jobs_for(&sim, org)?).await?;
+    }
+    let mut stats = RequestStats::default();
+    let mut ideal = Duration::ZERO;
+    for (org, s) in orgs.iter().zip(&summaries) {
+        stats.add(&s.stats);
+        ideal = ideal.max(Duration::from_secs_f64(
+            needed(&s.stats) as f64 / rate_per_sec(org.limit),
+        ));
+    }
+    let sim_stats = sim.stats();
+    sim.shutdown();
+    Ok(StrategyFigures {
+        name: name.into(),
+        wall,
+        ideal,
+        stats,
+        evaluations: summaries.iter().map(|s| s.evaluations).sum(),
+        failed: summaries
+            .iter()
+            .filter(|s| matches!(s.status, OrgStatus::Failed { .. }))
+            .count(),
+        truth,
+        sim_429: sim_stats.total_429(),
+        violations: sim_stats.total_quota_violations(),
+        max_in_window: sim_stats
+            .orgs
+            .values()
+            .map(|o| o.totals.max_requests_in_any_window)
+            .max()
+            .unwrap_or(0),
+    })
+}
+
+/// Two exporters (two holders, two SQLite connections to one file) on one org at once,
+/// each exporting half of the days; the org's quota is enforced org-wide by the simulator.
+async fn run_shared(args: &BenchArgs) -> anyhow::Result<()> {
+    let scenario = Scenario::bench(1, args.evaluations * 2, args.allowed, args.window_ms)
+        .map_orgs(|o| o.org_limit = Some(RateLimitSpec::new(o.limit.allowed, o.limit.window_ms)));
+    let sim = genesys_sim::start(scenario).await?;
+    let org = sim_orgs(&sim)?.remove(0);
+    let jobs = jobs_for(&sim, &org)?;
+    let state = tempfile::tempdir()?;
+    let out = tempfile::tempdir()?;
+    let sink: Arc<dyn ExportSink> = Arc::new(LocalDirSink::new(out.path()));
+    let mut settings = RunSettings::default();
+    settings.engine.in_flight = args.in_flight;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for half in 0..2 {
+        let store = Arc::new(StoreLedger::new(SqliteStore::open(
+            &state.path().join("state.db"),
+        )?));
+        let ports = Ports {
+            ledger: store.clone(),
+            jobs: store,
+            sink: Arc::clone(&sink),
+            clock: Arc::new(SystemClock),
+        };
+        let mine: Vec<JobSpec> = jobs.iter().skip(half).step_by(2).cloned().collect();
+        let org = org.clone();
+        tasks.push(tokio::spawn(async move {
+            let exporter = org_exporter(&org, &settings, &ports, &format!("shared-{half}"))?;
+            anyhow::Ok(run_org(&exporter, &mine, &NoProgress).await)
+        }));
+    }
+    let mut stats = RequestStats::default();
+    for t in tasks {
+        stats.add(&t.await.context("bench task panicked")??.stats);
+    }
+    let wall = started.elapsed();
+    let truth = equals_truth(&sim, sink.as_ref(), &org, &jobs).await?;
+    let s = sim.stats();
+    let o = s.org(org.endpoint.org_id.as_str());
+    let allowed = rate_per_sec(org.limit);
+    let achieved = (stats.requests + stats.token_requests) as f64 / wall.as_secs_f64();
+    let ideal = needed(&stats) as f64 / allowed;
+    println!();
+    println!(
+        "Two exporters on one org, one shared SQLite ledger (quota {} per {} ms, enforced org-wide)",
+        org.limit.allowed, org.limit.window_ms
+    );
+    println!(
+        "{:>10} {:>16} {:>16} {:>12} {:>10} {:>6} {:>11} {:>8}",
+        "wall",
+        "combined r/s",
+        "quota r/s",
+        "max/window",
+        "efficiency",
+        "429s",
+        "violations",
+        "= truth"
+    );
+    println!(
+        "{:>9.2}s {:>16.2} {:>16.2} {:>12} {:>10.3} {:>6} {:>11} {:>8}",
+        wall.as_secs_f64(),
+        achieved,
+        allowed,
+        format!(
+            "{}/{}",
+            o.totals.max_requests_in_any_window, org.limit.allowed
+        ),
+        ideal / wall.as_secs_f64(),
+        s.total_429(),
+        s.total_quota_violations(),
+        if truth { "yes" } else { "NO" },
+    );
+    sim.shutdown();
+    Ok(())
+}
+
+/// Runs the benchmark and prints its tables.
+pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    if args.orgs == 0 || args.allowed == 0 || args.window_ms == 0 || args.in_flight == 0 {
+        anyhow::bail!("--orgs, --allowed, --window-ms and --in-flight must be at least 1");
+    }
+    let scenario = || Scenario::bench(args.orgs, args.evaluations, args.allowed, args.window_ms);
+    eprintln!(
+        "bench: {} orgs x {} evaluations, quota {} requests per {} ms per org; three strategies, one after another",
+        args.orgs, args.evaluations, args.allowed, args.window_ms
+    );
+    let strategies = [
+        ("scorecards engine", Strategy::Engine, args.in_flight),
+        (
+            &*format!("sequential, fixed {} ms delay", args.delay_ms),
+            Strategy::FixedDelay(Duration::from_millis(args.delay_ms)),
+            1,
+        ),
+        (
+            "unpaced, honours Retry-After",
+            Strategy::Unpaced,
+            args.in_flight,
+        ),
+    ];
+    let mut figures = Vec::new();
+    for (name, strategy, in_flight) in strategies {
+        eprintln!("running: {name}");
+        figures.push(run_strategy(name, scenario(), strategy, in_flight).await?);
+    }
+    println!();
+    println!(
+        "{:<32} {:>9} {:>9} {:>10} {:>8} {:>7} {:>11} {:>10} {:>12} {:>7} {:>8}",
+        "strategy",
+        "wall",
+        "ideal",
+        "efficiency",
+        "requests",
+        "429s",
+        "violations",
+        "req/1k ev",
+        "max/window",
+        "failed",
+        "= truth"
+    );
+    for f in &figures {
+        println!(
+            "{:<32} {:>8.2}s {:>8.2}s {:>10.3} {:>8} {:>7} {:>11} {:>10} {:>12} {:>7} {:>8}",
+            f.name,
+            f.wall.as_secs_f64(),
+            f.ideal.as_secs_f64(),
+            f.ideal.as_secs_f64() / f.wall.as_secs_f64(),
+            f.stats.requests + f.stats.token_requests,
+            f.sim_429,
+            f.violations,
+            per_thousand(f.stats.requests, f.evaluations),
+            format!("{}/{}", f.max_in_window, args.allowed),
+            f.failed,
+            if f.truth { "yes" } else { "NO" },
+        );
+    }
+    run_shared(&args).await?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,209 @@
+//! `scorecards export`: one process, embedded stand-ins (SQLite state, a local directory).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use jiff::Timestamp;
+use scorecards_shared::adapters::{
+    ledger::StoreLedger, local_dir::LocalDirSink, sqlite::SqliteStore,
+};
+use scorecards_shared::clock::{Clock, SystemClock};
+use scorecards_shared::config::{OrgSetup, load_orgs};
+use scorecards_shared::domain::{DateField, JobSpec, Source, Window, named_window, parse_instant};
+use scorecards_shared::engine::ExportObserver;
+use scorecards_shared::runner::{OrgStatus, Ports, RunSettings, org_exporter, run_org};
+
+use crate::report::{OrgRow, print_table};
+
+/// Options of `scorecards export`.
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Start the bundled Genesys Cloud simulator in-process and export its orgs.
+    #[arg(long, conflicts_with = "orgs")]
+    simulate: bool,
+    /// Simulator scenario: a built-in name (demo, test) or a TOML/JSON file.
+    #[arg(long, default_value = "demo", requires = "simulate")]
+    scenario: String,
+    /// Orgs file for real orgs (see orgs.example.toml).
+    #[arg(long, value_name = "FILE")]
+    orgs: Option<PathBuf>,
+    /// Window start, UTC: RFC 3339 or a date (days are exported whole).
+    #[arg(long, conflicts_with = "window")]
+    from: Option<String>,
+    /// Window end, UTC (exclusive; default now).
+    #[arg(long, requires = "from")]
+    to: Option<String>,
+    /// Named window: yesterday, today, last-24h, last-<N>d.
+    #[arg(long, default_value = "yesterday")]
+    window: String,
+    /// Date field the window applies to: submittedDate, releaseDate, createdDate, conversationDate.
+    #[arg(long, default_value = "submittedDate")]
+    date_field: DateField,
+    /// Which evaluations: human, auto (automated) or both.
+    #[arg(long, default_value = "both")]
+    source: Source,
+    /// Output directory (parts, forms, manifests).
+    #[arg(long, default_value = "./exports")]
+    out: PathBuf,
+    /// State database (rate ledger, leases, checkpoints), shared by concurrent runs.
+    #[arg(long, default_value = "./scorecards.db")]
+    state: PathBuf,
+    /// Longest Retry-After wait to sit through; longer ones defer the org with a checkpoint.
+    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    max_wait: u64,
+    /// Re-export days that are already committed.
+    #[arg(long)]
+    force: bool,
+    /// No progress bars (for logs and CI).
+    #[arg(long)]
+    no_progress: bool,
+}
+
+struct Bar(ProgressBar);
+
+impl ExportObserver for Bar {
+    fn discovered(&self, total: u64) {
+        self.0.set_length(total);
+    }
+    fn written(&self, n: u64) {
+        self.0.inc(n);
+    }
+}
+
+fn window(args: &ExportArgs, now: Timestamp) -> anyhow::Result<Window> {
+    let w = match &args.from {
+        Some(from) => {
+            let from = parse_instant("--from", from)?;
+            let to = match &args.to {
+                Some(to) => parse_instant("--to", to)?,
+                None => now,
+            };
+            Window::new(from, to.min(now))
+                .map_err(|e| anyhow::anyhow!("--from/--to: {}", e.problem))?
+        }
+        None => named_window(&args.window, now)?,
+    };
+    Ok(w)
+}
+
+/// Runs the export; exit code 1 when any org failed.
+pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let now = clock.now();
+    let window = window(&args, now)?;
+    let (orgs, _sim) = if args.simulate {
+        let scenario = genesys_sim::Scenario::load(&args.scenario)
+            .with_context(|| format!("--scenario {}", args.scenario))?;
+        let sim = genesys_sim::start(scenario).await?;
+        eprintln!("simulator: {} (scenario {})", sim.base_url(), args.scenario);
+        (crate::bench::sim_orgs(&sim)?, Some(sim))
+    } else if let Some(path) = &args.orgs {
+        (load_orgs(path)?, None)
+    } else {
+        bail!(
+            "choose what to export: --simulate (the bundled simulator) or --orgs FILE (real orgs)"
+        );
+    };
+
+    let store = SqliteStore::open(&args.state)?;
+    let ledger = Arc::new(StoreLedger::new(store));
+    let ports = Ports {
+        ledger: ledger.clone(),
+        jobs: ledger,
+        sink: Arc::new(LocalDirSink::new(&args.out)),
+        clock,
+    };
+    let mut settings = RunSettings::default();
+    settings.rate.max_wait = Duration::from_secs(args.max_wait);
+    settings.engine.force = args.force;
+    let days = window.utc_days(now);
+    eprintln!(
+        "exporting {} org(s), {} day(s) {} .. {} by {} into {}",
+        orgs.len(),
+        days.len(),
+        window.from,
+        window.to,
+        args.date_field,
+        args.out.display()
+    );
+
+    let bars = MultiProgress::new();
+    if args.no_progress {
+        bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let style = ProgressStyle::with_template("{prefix:>24} {bar:30} {pos}/{len} {elapsed}")
+        .expect("valid template");
+    let holder = format!("cli-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let mut tasks = Vec::new();
+    for org in orgs {
+        let bar = bars.add(ProgressBar::new(0).with_style(style.clone()));
+        bar.set_prefix(org.endpoint.org_id.to_string());
+        let jobs: Vec<JobSpec> = days
+            .iter()
+            .map(|(day, w)| JobSpec {
+                org_id: org.endpoint.org_id.clone(),
+                day: *day,
+                window: *w,
+                date_field: args.date_field,
+                source: args.source,
+            })
+            .collect();
+        let (ports, holder) = (ports.clone(), format!("{holder}-{}", org.endpoint.org_id));
+        tasks.push(tokio::spawn(async move {
+            export_one(org, jobs, settings, ports, holder, Bar(bar)).await
+        }));
+    }
+    let mut rows = Vec::new();
+    for task in tasks {
+        rows.push(task.await.context("an org's export task panicked")?);
+    }
+    bars.clear().ok();
+    print_table(&rows);
+    let failed = rows
+        .iter()
+        .any(|r| matches!(r.status, OrgStatus::Failed { .. }));
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn export_one(
+    org: OrgSetup,
+    jobs: Vec<JobSpec>,
+    settings: RunSettings,
+    ports: Ports,
+    holder: String,
+    bar: Bar,
+) -> OrgRow {
+    let started = Instant::now();
+    let row = |status, summary: Option<scorecards_shared::runner::OrgSummary>| OrgRow {
+        org_id: org.endpoint.org_id.to_string(),
+        region: org.endpoint.region.clone(),
+        limit: org.limit,
+        elapsed: started.elapsed(),
+        evaluations: summary.as_ref().map_or(0, |s| s.evaluations),
+        stats: summary.map(|s| s.stats).unwrap_or_default(),
+        status,
+    };
+    let exporter = match org_exporter(&org, &settings, &ports, &holder) {
+        Ok(e) => e,
+        Err(e) => {
+            return row(
+                OrgStatus::Failed {
+                    reason: e.to_string(),
+                },
+                None,
+            );
+        }
+    };
+    let summary = run_org(&exporter, &jobs, &bar).await;
+    bar.0.finish();
+    row(summary.status.clone(), Some(summary))
+}

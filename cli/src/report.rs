@@ -1,0 +1,67 @@
+//! The final per-org table.
+
+use std::time::Duration;
+
+use scorecards_shared::ports::{LearnedLimit, RequestStats};
+use scorecards_shared::runner::OrgStatus;
+
+/// One org's line in the final table.
+pub struct OrgRow {
+    pub org_id: String,
+    pub region: String,
+    pub limit: LearnedLimit,
+    pub elapsed: Duration,
+    pub evaluations: u64,
+    pub stats: RequestStats,
+    pub status: OrgStatus,
+}
+
+/// Requests per 1,000 evaluations, or `-` without evaluations.
+pub fn per_thousand(requests: u64, evaluations: u64) -> String {
+    if evaluations == 0 {
+        "-".into()
+    } else {
+        format!("{:.1}", requests as f64 * 1000.0 / evaluations as f64)
+    }
+}
+
+fn status_text(status: &OrgStatus) -> String {
+    match status {
+        OrgStatus::Committed => "committed".into(),
+        OrgStatus::Deferred { until } => format!("deferred until {until} (rerun to resume)"),
+        OrgStatus::AlreadyRunning => "already running elsewhere".into(),
+        OrgStatus::Failed { reason } => format!("failed: {reason}"),
+    }
+}
+
+/// Prints the table to stdout.
+pub fn print_table(rows: &[OrgRow]) {
+    println!(
+        "{:<38} {:<20} {:>11} {:>8} {:>5} {:>9} {:>18} {:>10}  status",
+        "org",
+        "region",
+        "evaluations",
+        "requests",
+        "429s",
+        "elapsed",
+        "rate/allowed (r/s)",
+        "req/1k ev"
+    );
+    for r in rows {
+        let secs = r.elapsed.as_secs_f64().max(1e-3);
+        let sent = r.stats.requests + r.stats.token_requests;
+        let allowed = f64::from(r.limit.allowed) * 1000.0 / r.limit.window_ms.max(1) as f64;
+        println!(
+            "{:<38} {:<20} {:>11} {:>8} {:>5} {:>8.1}s {:>18} {:>10}  {}",
+            r.org_id,
+            r.region,
+            r.evaluations,
+            sent,
+            r.stats.responses_429,
+            secs,
+            format!("{:.2}/{:.2}", sent as f64 / secs, allowed),
+            per_thousand(r.stats.requests, r.evaluations),
+            status_text(&r.status),
+        );
+    }
+}

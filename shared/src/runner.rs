@@ -1,0 +1,203 @@
+//! Wiring for one org: admission (this product's rate control or a benchmark baseline),
+//! Genesys client and exporter, and a run over the org's jobs (one per UTC day) with a
+//! summary. The CLI and the functions use this; the engine itself knows none of it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use crate::clock::Clock;
+use crate::config::OrgSetup;
+use crate::domain::JobSpec;
+use crate::engine::{EngineConfig, ExportObserver, ExportOutcome, Exporter};
+use crate::genesys::{ClientConfig, GenesysClient, GenesysError};
+use crate::ports::{BucketKey, ExportSink, JobStore, LearnedLimit, RateLedger, RequestStats};
+use crate::rate::baseline::{FixedDelay, Unpaced};
+use crate::rate::{Admission, RateConfig, RateControl};
+
+/// How requests are admitted.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Strategy {
+    /// This product: paced to the quota through the shared ledger.
+    Engine,
+    /// Benchmark baseline: a fixed delay before each request.
+    FixedDelay(Duration),
+    /// Benchmark baseline: no pacing, 429s waited out per request.
+    Unpaced,
+}
+
+/// Settings for one org's run.
+#[derive(Debug, Clone, Copy)]
+pub struct RunSettings {
+    /// Admission strategy.
+    pub strategy: Strategy,
+    /// Rate control (its `default_limit` is replaced by the org's assumed limit).
+    pub rate: RateConfig,
+    /// Retries and timeouts.
+    pub client: ClientConfig,
+    /// Paging, parts, concurrency.
+    pub engine: EngineConfig,
+}
+
+impl Default for RunSettings {
+    fn default() -> Self {
+        Self {
+            strategy: Strategy::Engine,
+            rate: RateConfig::default(),
+            client: ClientConfig::default(),
+            engine: EngineConfig::default(),
+        }
+    }
+}
+
+/// The ports one org's exporter uses.
+#[derive(Clone)]
+pub struct Ports {
+    /// Shared rate state.
+    pub ledger: Arc<dyn RateLedger>,
+    /// Leases and checkpoints.
+    pub jobs: Arc<dyn JobStore>,
+    /// Output.
+    pub sink: Arc<dyn ExportSink>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// An org ready to export.
+pub struct OrgExporter {
+    /// The exporter.
+    pub exporter: Exporter,
+    /// Its client (for statistics).
+    pub client: Arc<GenesysClient>,
+    /// The limit assumed at start.
+    pub limit: LearnedLimit,
+}
+
+/// Builds the admission, client and exporter of `org`; `holder` must be unique per process.
+pub fn org_exporter(
+    org: &OrgSetup,
+    settings: &RunSettings,
+    ports: &Ports,
+    holder: &str,
+) -> Result<OrgExporter, GenesysError> {
+    let clock = Arc::clone(&ports.clock);
+    let admission: Arc<dyn Admission> = match settings.strategy {
+        Strategy::Engine => Arc::new(RateControl::new(
+            BucketKey::for_client(&org.endpoint.org_id, &org.endpoint.client_id),
+            holder,
+            Arc::clone(&ports.ledger),
+            Arc::clone(&clock),
+            RateConfig {
+                default_limit: org.limit,
+                ..settings.rate
+            },
+        )),
+        Strategy::FixedDelay(delay) => Arc::new(FixedDelay::new(delay, Arc::clone(&clock))),
+        Strategy::Unpaced => Arc::new(Unpaced::new(Arc::clone(&clock))),
+    };
+    let client = Arc::new(GenesysClient::new(
+        org.endpoint.clone(),
+        settings.client,
+        admission,
+        Arc::clone(&clock),
+    )?);
+    let exporter = Exporter::new(
+        Arc::clone(&client),
+        Arc::clone(&ports.jobs),
+        Arc::clone(&ports.sink),
+        clock,
+        settings.engine,
+        holder,
+    );
+    Ok(OrgExporter {
+        exporter,
+        client,
+        limit: org.limit,
+    })
+}
+
+/// How an org's run ended, over all its jobs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OrgStatus {
+    /// Every job committed (or was already up to date).
+    Committed,
+    /// At least one job stopped with a checkpoint; rerun at or after `until`.
+    Deferred {
+        /// The latest deadline among deferred jobs, UTC.
+        until: Timestamp,
+    },
+    /// Another exporter holds a job's lease.
+    AlreadyRunning,
+    /// A job failed (the first error); later jobs were not started.
+    Failed {
+        /// The error, without secrets.
+        reason: String,
+    },
+}
+
+/// What one org's run did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrgSummary {
+    /// Final status.
+    pub status: OrgStatus,
+    /// Evaluations in committed (or up-to-date) manifests and checkpoints of this run.
+    pub evaluations: u64,
+    /// Requests of this process for the org.
+    pub stats: RequestStats,
+    /// Jobs committed now, and jobs found already up to date.
+    pub committed: usize,
+    /// Jobs skipped because they were already committed.
+    pub up_to_date: usize,
+}
+
+/// Runs `jobs` (the days of one org) in order with `org`'s exporter. A deferred or failed
+/// job stops the org: later days would wait for the same deadline or fail the same way.
+pub async fn run_org(
+    org: &OrgExporter,
+    jobs: &[JobSpec],
+    observer: &dyn ExportObserver,
+) -> OrgSummary {
+    let mut summary = OrgSummary {
+        status: OrgStatus::Committed,
+        evaluations: 0,
+        stats: RequestStats::default(),
+        committed: 0,
+        up_to_date: 0,
+    };
+    for spec in jobs {
+        match org.exporter.run(spec, observer).await {
+            Ok(report) => {
+                summary.evaluations += report.evaluations;
+                match report.outcome {
+                    ExportOutcome::Committed(_) => summary.committed += 1,
+                    ExportOutcome::UpToDate { .. } => summary.up_to_date += 1,
+                    ExportOutcome::Deferred { until } => {
+                        summary.status = match summary.status {
+                            OrgStatus::Deferred { until: u } => OrgStatus::Deferred {
+                                until: u.max(until),
+                            },
+                            _ => OrgStatus::Deferred { until },
+                        };
+                        // Every later day would wait for the same deadline: stop here.
+                        break;
+                    }
+                    ExportOutcome::AlreadyRunning(_) => {
+                        if summary.status == OrgStatus::Committed {
+                            summary.status = OrgStatus::AlreadyRunning;
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                summary.status = OrgStatus::Failed {
+                    reason: e.to_string(),
+                };
+                break;
+            }
+        }
+    }
+    org.client.release().await;
+    summary.stats = org.client.stats();
+    summary
+}
