@@ -275,11 +275,13 @@ fn gen_form_versions(
     let context_id = uuid(rng);
     let n_groups = rng.random_range(2..=4usize);
     // Version-stable structure: context ids, texts, kill/critical flags, option values.
+    type OptProto = (String, String, i64);
+    type QProto = (String, String, bool, bool, bool, Vec<OptProto>);
     struct Proto {
         ctx: String,
         name: String,
         na: bool,
-        qs: Vec<(String, String, bool, bool, bool, Vec<(String, String, i64)>)>,
+        qs: Vec<QProto>,
     }
     let mut protos = Vec::new();
     for g in 0..n_groups {

@@ -421,6 +421,7 @@ struct PageResult {
     page_len: usize,
 }
 
+#[allow(clippy::too_many_arguments)]
 /// Serve page `pn` of `sorted` (indices into the org's evaluations), applying pending
 /// paging faults of endpoint `ep`.
 fn serve_page(

@@ -218,8 +218,9 @@ impl FaultRt {
             .probability
             .map(|p| self.rng.random_bool(p))
             .unwrap_or(false);
-        let hit =
-            self.spec.at.contains(&n) || self.spec.every_nth.is_some_and(|k| n % k == 0) || draw;
+        let hit = self.spec.at.contains(&n)
+            || self.spec.every_nth.is_some_and(|k| n.is_multiple_of(k))
+            || draw;
         if hit && self.spec.max_triggers.is_none_or(|m| self.triggers < m) {
             self.triggers += 1;
             self.pending += self.spec.count;

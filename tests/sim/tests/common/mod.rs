@@ -15,6 +15,7 @@ pub fn fixed_test() -> Scenario {
     Scenario::test().with_period(t("2026-01-07T00:00:00Z"), t("2026-01-10T00:00:00Z"))
 }
 
+#[derive(Debug)]
 pub struct Resp {
     pub status: u16,
     pub headers: reqwest::header::HeaderMap,
