@@ -140,6 +140,9 @@ pub struct Discovered {
     pub conversation_id: String,
     /// `evaluator.id`, absent for some automated evaluations.
     pub evaluator_id: Option<String>,
+    /// `agent.id`: the fetch group of evaluations without an evaluator.
+    #[serde(default)]
+    pub agent_id: Option<String>,
     /// `createdDate` (bounds the bulk query's `startTime`/`endTime`), if the search gave it.
     pub created_date: Option<Timestamp>,
     /// Found by the `systemSubmitted=true` search (an automated evaluation).
@@ -159,7 +162,7 @@ pub struct Checkpoint {
     pub discovered: Option<Vec<Discovered>>,
     /// Parts written so far, in order.
     pub parts: Vec<PartInfo>,
-    /// Fetch groups (evaluator ids, or `single`) whose evaluations are all in `parts`.
+    /// Fetch groups (`evaluator:<id>`, `agent:<id>` or `single`) whose evaluations are all in `parts`.
     pub done_groups: Vec<String>,
     /// Evaluation form ids referenced by the written evaluations.
     pub form_ids: Vec<String>,

@@ -108,6 +108,7 @@ async fn search_window(
                     let d = Discovered {
                         conversation_id: head.conversation.and_then(|c| c.id).unwrap_or_default(),
                         evaluator_id: head.evaluator.and_then(|e| e.id),
+                        agent_id: head.agent.and_then(|a| a.id),
                         created_date: head.created_date,
                         automated: system_submitted,
                         id: head.id,

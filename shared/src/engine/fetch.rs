@@ -3,7 +3,9 @@
 //! A group is the discovered evaluations of one evaluator: one bulk
 //! `GET /api/v2/quality/evaluations/query?evaluatorUserId=…&expandAnswerTotalScores=true`
 //! (evaluator queries include never-release evaluations, agent-only queries would not),
-//! bounded by the group's `createdDate` range and paged by `nextUri`. Paging stops at the
+//! bounded by the group's `createdDate` range and paged by `nextUri`. Evaluations without
+//! an evaluator (automated ones) are grouped by agent (`agentUserId=…`); whatever an
+//! agent-only query leaves out (never-release evaluations) is fetched one by one. Paging stops at the
 //! end, on a repeated `nextUri` or on an empty page. Ids the bulk query did not return are
 //! fetched one by one with
 //! `GET /api/v2/quality/conversations/{conversationId}/evaluations/{evaluationId}`.
@@ -37,8 +39,12 @@ pub(crate) struct Fetched {
 
 /// The group key of a discovered evaluation.
 pub(crate) fn group_of(d: &Discovered) -> String {
-    match &d.evaluator_id {
-        Some(e) if !e.is_empty() && d.created_date.is_some() => format!("evaluator:{e}"),
+    if d.created_date.is_none() {
+        return SINGLE_GROUP.to_owned();
+    }
+    match (&d.evaluator_id, &d.agent_id) {
+        (Some(e), _) if !e.is_empty() => format!("evaluator:{e}"),
+        (_, Some(a)) if !a.is_empty() => format!("agent:{a}"),
         _ => SINGLE_GROUP.to_owned(),
     }
 }
@@ -74,14 +80,18 @@ pub(crate) async fn fetch_group(
 ) -> Result<BTreeMap<String, Fetched>, GenesysError> {
     let wanted: BTreeMap<&str, &Discovered> = members.iter().map(|d| (d.id.as_str(), d)).collect();
     let mut out = BTreeMap::new();
-    if let Some(evaluator) = group.strip_prefix("evaluator:") {
+    let by = group
+        .strip_prefix("evaluator:")
+        .map(|id| ("evaluatorUserId", id))
+        .or_else(|| group.strip_prefix("agent:").map(|id| ("agentUserId", id)));
+    if let Some((param, user)) = by {
         let created = members.iter().filter_map(|d| d.created_date);
         let (from, to) = (created.clone().min(), created.max());
         if let (Some(from), Some(to)) = (from, to) {
             let to = to + Duration::from_millis(1);
             let mut next = Some(format!(
-                "/api/v2/quality/evaluations/query?evaluatorUserId={}&startTime={}&endTime={}&expandAnswerTotalScores=true&pageSize={page_size}&pageNumber=1",
-                url_encode(evaluator),
+                "/api/v2/quality/evaluations/query?{param}={}&startTime={}&endTime={}&expandAnswerTotalScores=true&pageSize={page_size}&pageNumber=1",
+                url_encode(user),
                 url_encode(&genesys_time(from)),
                 url_encode(&genesys_time(to)),
             ));

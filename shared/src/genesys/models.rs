@@ -55,6 +55,9 @@ pub struct EvaluationHead {
     /// `evaluator.id`.
     #[serde(default)]
     pub evaluator: Option<EntityRef>,
+    /// `agent.id`.
+    #[serde(default)]
+    pub agent: Option<EntityRef>,
     /// `evaluationForm.id` (a form version).
     #[serde(default)]
     pub evaluation_form: Option<EntityRef>,

@@ -1,1 +1,8 @@
+//! End-to-end tests: the export engine against the Genesys Cloud simulator.
+//! One test binary; modules by theme.
 
+mod harness;
+
+mod export;
+mod faults;
+mod resume;
