@@ -760,3 +760,42 @@ async fn data_is_deterministic_per_seed() {
     let _ = EndpointSel::Any;
     let _ = FaultSpec::new(FaultKind::Hang, EndpointSel::Any, &[1]);
 }
+
+#[tokio::test]
+async fn scenario_files_and_builtins_load() {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let sc = Scenario::load(&format!("{dir}/scenarios/example.toml")).unwrap();
+    assert_eq!(sc.orgs.len(), 2);
+    assert_eq!(sc.orgs[0].faults.len(), 3);
+    assert_eq!(sc.orgs[1].org_limit, Some(RateLimitSpec::new(200, 60_000)));
+    // JSON round trip of the same scenario.
+    let path = std::env::temp_dir().join(format!("genesys-sim-{}.json", std::process::id()));
+    std::fs::write(&path, serde_json::to_string(&sc).unwrap()).unwrap();
+    assert_eq!(Scenario::load(path.to_str().unwrap()).unwrap(), sc);
+    let _ = std::fs::remove_file(&path);
+    let sim = start(sc).await.unwrap();
+    assert_eq!(sim.orgs()[0].evaluation_count, 500);
+    assert_eq!(
+        sim.period(),
+        (t("2026-01-07T00:00:00Z"), t("2026-01-10T12:00:00Z"))
+    );
+    for name in ["demo", "bench", "test"] {
+        Scenario::builtin(name).unwrap().validate().unwrap();
+    }
+    let demo = Scenario::builtin("demo").unwrap();
+    assert_eq!(demo.orgs.len(), 3);
+    assert!(demo.orgs.iter().any(|o| o.region == "apse1.pure.cloud"));
+    let b = Scenario::bench(3, 10, 50, 500);
+    assert_eq!(
+        (b.orgs.len(), b.orgs[2].limit),
+        (3, RateLimitSpec::new(50, 500))
+    );
+    // Bad values are named.
+    let mut bad = fixed_test();
+    bad.orgs[0].region = "example.com".into();
+    assert!(bad.validate().unwrap_err().to_string().contains("region"));
+    let err = toml::from_str::<Scenario>("[[orgs]]\nnmae = \"x\"")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("nmae"), "{err}");
+}
