@@ -799,3 +799,23 @@ async fn scenario_files_and_builtins_load() {
         .to_string();
     assert!(err.contains("nmae"), "{err}");
 }
+
+#[tokio::test]
+async fn latency_and_peak_concurrency() {
+    let sc = fixed_test().with_latency(genesys_sim::LatencySpec::uniform(150, 150));
+    let sim = start(sc).await.unwrap();
+    let c = Client::login(&sim, 0).await;
+    let t0 = std::time::Instant::now();
+    let reqs = (0..5).map(|_| c.get("/api/v2/organizations/me"));
+    let rs = futures::future::join_all(reqs).await;
+    assert!(rs.iter().all(|r| r.status == 200));
+    let el = t0.elapsed();
+    assert!(
+        el >= std::time::Duration::from_millis(150) && el < std::time::Duration::from_millis(600),
+        "{el:?}"
+    );
+    let s = sim.stats().org(&c.org.org_id);
+    assert_eq!(s.endpoint("organizations_me").peak_concurrency, 5);
+    assert_eq!(s.token("token-1").peak_concurrency, 5);
+    assert_eq!(s.endpoint("token").peak_concurrency, 1);
+}
