@@ -13,7 +13,7 @@ use crate::domain::JobSpec;
 use crate::engine::{EngineConfig, ExportObserver, ExportOutcome, Exporter};
 use crate::genesys::{ClientConfig, GenesysClient, GenesysError};
 use crate::ports::{BucketKey, ExportSink, JobStore, LearnedLimit, RateLedger, RequestStats};
-use crate::rate::baseline::{FixedDelay, Unpaced};
+use crate::rate::baseline::Baseline;
 use crate::rate::{Admission, RateConfig, RateControl};
 
 /// How requests are admitted.
@@ -93,8 +93,8 @@ pub fn org_exporter(
                 ..settings.rate
             },
         )),
-        Strategy::FixedDelay(delay) => Arc::new(FixedDelay::new(delay, Arc::clone(&clock))),
-        Strategy::Unpaced => Arc::new(Unpaced::new(Arc::clone(&clock))),
+        Strategy::FixedDelay(delay) => Arc::new(Baseline::new(delay, Arc::clone(&clock))),
+        Strategy::Unpaced => Arc::new(Baseline::new(Duration::ZERO, Arc::clone(&clock))),
     };
     let client = Arc::new(GenesysClient::new(
         org.endpoint.clone(),

@@ -17,7 +17,7 @@ use super::retry_after::{RetryAfter, RetryAfterPolicy, parse_retry_after};
 use crate::clock::{self, Clock};
 use crate::domain::{InvalidValue, OrgId};
 use crate::ports::RequestStats;
-use crate::rate::{Admission, AdmissionError, RateHeaders};
+use crate::rate::{Admission, RateHeaders};
 
 /// Where and as whom to call one org.
 #[derive(Debug, Clone)]
@@ -285,17 +285,7 @@ impl GenesysClient {
     }
 
     async fn admit(&self) -> Result<(), GenesysError> {
-        self.admission.admit().await.map_err(|e| match e {
-            AdmissionError::Defer { until } => GenesysError::Deferred { until },
-            AdmissionError::Ledger(m) => GenesysError::Ledger(m),
-        })
-    }
-
-    async fn on_429(&self, until: Timestamp) -> Result<(), GenesysError> {
-        self.admission.on_429(until).await.map_err(|e| match e {
-            AdmissionError::Defer { until } => GenesysError::Deferred { until },
-            AdmissionError::Ledger(m) => GenesysError::Ledger(m),
-        })
+        Ok(self.admission.admit().await?)
     }
 
     /// One logical call: admitted, authenticated, retried.
@@ -402,7 +392,7 @@ impl GenesysClient {
                         });
                     }
                     tracing::debug!(org_id = %self.endpoint.org_id, %until, "429: waiting for Retry-After");
-                    self.on_429(until).await?;
+                    self.admission.on_429(until).await?;
                 }
                 Retry::Backoff(last) => {
                     self.count(|s| s.retries += 1);

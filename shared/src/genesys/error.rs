@@ -97,3 +97,12 @@ pub enum GenesysError {
     #[error("rate ledger: {0}")]
     Ledger(String),
 }
+
+impl From<crate::rate::AdmissionError> for GenesysError {
+    fn from(e: crate::rate::AdmissionError) -> Self {
+        match e {
+            crate::rate::AdmissionError::Defer { until } => Self::Deferred { until },
+            crate::rate::AdmissionError::Ledger(m) => Self::Ledger(m),
+        }
+    }
+}

@@ -1,8 +1,8 @@
-//! Naive admission strategies, for the benchmark only (`scorecards bench`):
-//! - [`FixedDelay`]: a fixed delay before every request (the common forum advice, e.g.
-//!   200 ms, with one request at a time);
-//! - [`Unpaced`]: no pacing at all; each 429 is waited out by the request that got it,
-//!   honouring `Retry-After` (what the Genesys SDKs do when retries are on).
+//! Naive admission, for the benchmark only (`scorecards bench`): an optional fixed delay
+//! before every request and nothing else; each 429 is waited out by the request that got
+//! it, honouring `Retry-After`.
+//! - `Baseline::new(200 ms)` with one request at a time: the common forum advice;
+//! - `Baseline::new(0)` with many in flight: what the Genesys SDKs do when retries are on.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,15 +14,15 @@ use jiff::Timestamp;
 use super::{Admission, AdmissionError, RateHeaders};
 use crate::clock::Clock;
 
-/// Sleeps a fixed delay before each request; sleeps out each 429 in place.
-pub struct FixedDelay {
+/// Sleeps a fixed delay (possibly zero) before each request; sleeps out each 429 in place.
+pub struct Baseline {
     delay: Duration,
     clock: Arc<dyn Clock>,
     waited_ms: AtomicU64,
 }
 
-impl FixedDelay {
-    /// A fixed delay of `delay` before each request.
+impl Baseline {
+    /// A baseline with `delay` before each request.
     pub fn new(delay: Duration, clock: Arc<dyn Clock>) -> Self {
         Self {
             delay,
@@ -32,55 +32,22 @@ impl FixedDelay {
     }
 }
 
-/// No pacing; sleeps out each 429 in place.
-pub struct Unpaced {
-    clock: Arc<dyn Clock>,
-    waited_ms: AtomicU64,
-}
-
-impl Unpaced {
-    /// An unpaced admission.
-    pub fn new(clock: Arc<dyn Clock>) -> Self {
-        Self {
-            clock,
-            waited_ms: AtomicU64::new(0),
+#[async_trait]
+impl Admission for Baseline {
+    async fn admit(&self) -> Result<(), AdmissionError> {
+        if !self.delay.is_zero() {
+            self.clock.sleep(self.delay).await;
         }
-    }
-}
-
-async fn sleep_out(clock: &dyn Clock, until: Timestamp, waited: &AtomicU64) {
-    let wait = until.duration_since(clock.now());
-    if wait.is_positive() {
-        waited.fetch_add(wait.as_millis() as u64, Ordering::Relaxed);
-        clock.sleep(wait.unsigned_abs()).await;
-    }
-}
-
-#[async_trait]
-impl Admission for FixedDelay {
-    async fn admit(&self) -> Result<(), AdmissionError> {
-        self.clock.sleep(self.delay).await;
         Ok(())
     }
     fn observe(&self, _: &RateHeaders) {}
     async fn on_429(&self, until: Timestamp) -> Result<(), AdmissionError> {
-        sleep_out(self.clock.as_ref(), until, &self.waited_ms).await;
-        Ok(())
-    }
-    fn waited_ms(&self) -> u64 {
-        self.waited_ms.load(Ordering::Relaxed)
-    }
-    async fn release(&self) {}
-}
-
-#[async_trait]
-impl Admission for Unpaced {
-    async fn admit(&self) -> Result<(), AdmissionError> {
-        Ok(())
-    }
-    fn observe(&self, _: &RateHeaders) {}
-    async fn on_429(&self, until: Timestamp) -> Result<(), AdmissionError> {
-        sleep_out(self.clock.as_ref(), until, &self.waited_ms).await;
+        let wait = until.duration_since(self.clock.now());
+        if wait.is_positive() {
+            self.waited_ms
+                .fetch_add(wait.as_millis() as u64, Ordering::Relaxed);
+            self.clock.sleep(wait.unsigned_abs()).await;
+        }
         Ok(())
     }
     fn waited_ms(&self) -> u64 {
