@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "== toolchain"
-rustup component add rustfmt clippy >/dev/null 2>&1 || true
 cargo --version
+cargo fmt --version >/dev/null 2>&1 || { echo "rustfmt is missing: rustup component add rustfmt" >&2; exit 1; }
+cargo clippy --version >/dev/null 2>&1 || { echo "clippy is missing: rustup component add clippy" >&2; exit 1; }
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
