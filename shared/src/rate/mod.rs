@@ -74,7 +74,9 @@ pub struct RateConfig {
     pub utilisation: f64,
     /// Longest `blocked_until` wait honoured in-process; longer waits defer. Default 120 s.
     pub max_wait: Duration,
-    /// How often a holder renews its ledger lease (and reads shared state). Default 5 s.
+    /// Longest interval between a holder's ledger renewals (which read shared state); a
+    /// holder renews about every 10 requests' worth of time, at least every second.
+    /// Default 5 s.
     pub renew_every: Duration,
     /// Lease length of a holder in the ledger. Default 20 s.
     pub lease: Duration,
@@ -204,7 +206,16 @@ impl RateControl {
             if local.next_renew.is_some_and(|t| t > now) {
                 return Ok(());
             }
-            local.next_renew = Some(clock::add(now, self.config.renew_every));
+            // Renew about once per 10 requests (≤ 1 ledger write per 10 API requests), at
+            // least every `renew_every` and at most every second, so a holder that joins
+            // is seen by the others within about 10 requests.
+            let per_ten =
+                Duration::from_secs_f64(10.0 / local.rate_per_sec(&self.config).max(1e-3));
+            let every = per_ten.clamp(
+                Duration::from_secs(1).min(self.config.renew_every),
+                self.config.renew_every,
+            );
+            local.next_renew = Some(clock::add(now, every));
             local.unpublished.take()
         };
         let state = self

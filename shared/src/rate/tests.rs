@@ -55,7 +55,7 @@ async fn two_holders_share_the_rate() {
     let b = control(Arc::clone(&ledger), &clock, "b", config(10, 1000));
     a.admit().await.unwrap();
     b.admit().await.unwrap();
-    // b saw a in the ledger; a learns of b at its next renewal (every 5 s).
+    // b saw a in the ledger; a learns of b at its next renewal (10 requests' time, ≤ 5 s).
     assert!(
         (b.rate_per_sec() - 5.0).abs() < 1e-9,
         "{}",
@@ -169,4 +169,29 @@ async fn a_spent_window_blocks_until_reset() {
     let before = clock.sleeps().len();
     rc.admit().await.unwrap();
     assert_eq!(clock.sleeps()[before..], [Duration::from_secs(9)]);
+}
+
+#[tokio::test]
+async fn a_joining_holder_is_seen_within_ten_requests_time() {
+    let clock = FakeClock::new(start());
+    let ledger: Arc<dyn RateLedger> = Arc::new(StoreLedger::new(MemoryStore::new()));
+    let a = control(Arc::clone(&ledger), &clock, "a", config(10, 1000));
+    a.admit().await.unwrap();
+    let b = control(Arc::clone(&ledger), &clock, "b", config(10, 1000));
+    b.admit().await.unwrap();
+    // At 10 requests/s, a renews after 1 s: not before, and then it halves its pace.
+    clock.advance(Duration::from_millis(900));
+    a.admit().await.unwrap();
+    assert!(
+        (a.rate_per_sec() - 10.0).abs() < 1e-9,
+        "{}",
+        a.rate_per_sec()
+    );
+    clock.advance(Duration::from_millis(200));
+    a.admit().await.unwrap();
+    assert!(
+        (a.rate_per_sec() - 5.0).abs() < 1e-9,
+        "{}",
+        a.rate_per_sec()
+    );
 }
