@@ -16,7 +16,7 @@ use scorecards_shared::clock::{Clock, SystemClock};
 use scorecards_shared::config::{OrgSetup, load_orgs};
 use scorecards_shared::domain::{DateField, JobSpec, Source, Window, named_window, parse_instant};
 use scorecards_shared::engine::ExportObserver;
-use scorecards_shared::ports::JobStatus;
+use scorecards_shared::ports::{BucketKey, JobStatus};
 use scorecards_shared::runner::{OrgStatus, Ports, RunSettings, org_exporter, run_org};
 
 use crate::report::{OrgRow, print_table};
@@ -142,6 +142,7 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     let holder = format!("cli-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let mut tasks = Vec::new();
     let mut leases = Vec::new();
+    let mut buckets = Vec::new();
     for org in orgs {
         let bar = bars.add(ProgressBar::new(0).with_style(style.clone()));
         bar.set_prefix(org.endpoint.org_id.to_string());
@@ -157,6 +158,10 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
             .collect();
         let (ports, holder) = (ports.clone(), format!("{holder}-{}", org.endpoint.org_id));
         leases.extend(jobs.iter().map(|j| (j.clone(), holder.clone())));
+        buckets.push((
+            BucketKey::for_client(&org.endpoint.org_id, &org.endpoint.client_id),
+            holder.clone(),
+        ));
         tasks.push(tokio::spawn(async move {
             export_one(org, jobs, settings, ports, holder, Bar(bar)).await
         }));
@@ -173,14 +178,18 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         rows = all => rows?,
         _ = tokio::signal::ctrl_c() => {
             aborts.iter().for_each(|a| a.abort());
-            // Free this process's job leases at once; checkpoints stay for the next run.
+            // Free this process's job leases and rate-ledger places at once; checkpoints
+            // stay for the next run.
             let now = ports.clock.now();
             for (spec, holder) in &leases {
                 let status = JobStatus::Failed { reason: "interrupted".into() };
                 let _ = ports.jobs.finish(spec, holder, status, now).await;
             }
+            for (bucket, holder) in &buckets {
+                let _ = ports.ledger.release(bucket, holder).await;
+            }
             bars.clear().ok();
-            eprintln!("interrupted: written parts are checkpointed; run the same command again to resume");
+            eprintln!("interrupted: progress is checkpointed; run the same command again to resume");
             return Ok(ExitCode::from(130));
         }
     };
