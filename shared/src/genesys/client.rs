@@ -153,6 +153,24 @@ impl std::fmt::Debug for GenesysClient {
     }
 }
 
+/// Retry bookkeeping of one logical call: attempts sent, 429s seen, the backoff sequence.
+struct Budget {
+    path: String,
+    attempts: u32,
+    throttled: u32,
+    backoff: backon::ExponentialBackoff,
+}
+
+impl Budget {
+    fn exhausted(&self, last: &str) -> GenesysError {
+        GenesysError::Exhausted {
+            path: self.path.clone(),
+            attempts: self.attempts,
+            last: last.to_owned(),
+        }
+    }
+}
+
 /// What went wrong with one attempt that may be retried.
 enum Retry {
     /// 5xx, timeout, connection error or a body that did not parse: back off.
@@ -249,13 +267,41 @@ impl GenesysClient {
         f(&mut self.stats.lock().unwrap_or_else(|p| p.into_inner()));
     }
 
-    fn backoff(&self) -> impl Iterator<Item = Duration> {
-        ExponentialBuilder::default()
-            .with_min_delay(self.config.backoff_min)
-            .with_max_delay(self.config.backoff_max)
-            .with_jitter()
-            .without_max_times()
-            .build()
+    fn budget(&self, path: String) -> Budget {
+        Budget {
+            path,
+            attempts: 0,
+            throttled: 0,
+            backoff: ExponentialBuilder::default()
+                .with_min_delay(self.config.backoff_min)
+                .with_max_delay(self.config.backoff_max)
+                .with_jitter()
+                .without_max_times()
+                .build(),
+        }
+    }
+
+    /// Counts a 429; gives up once more than `max_429` were seen in this call.
+    fn note_429(&self, budget: &mut Budget, last: &str) -> Result<(), GenesysError> {
+        budget.throttled += 1;
+        self.count(|s| s.responses_429 += 1);
+        if budget.throttled > self.config.max_429 {
+            return Err(budget.exhausted(last));
+        }
+        Ok(())
+    }
+
+    /// Counts a retryable failure and sleeps the next backoff; gives up once
+    /// `max_attempts` non-429 attempts failed.
+    async fn back_off(&self, budget: &mut Budget, last: &str) -> Result<(), GenesysError> {
+        self.count(|s| s.retries += 1);
+        if budget.attempts.saturating_sub(budget.throttled) >= self.config.max_attempts {
+            return Err(budget.exhausted(last));
+        }
+        let wait = budget.backoff.next().unwrap_or(self.config.backoff_max);
+        tracing::debug!(org_id = %self.endpoint.org_id, path = %budget.path, error = %last, wait_ms = wait.as_millis() as u64, "retrying");
+        self.clock.sleep(wait).await;
+        Ok(())
     }
 
     fn deadline(
@@ -299,12 +345,12 @@ impl GenesysClient {
             Some(q) => format!("{}?{q}", url.path()),
             None => url.path().to_owned(),
         };
-        let mut backoff = self.backoff();
-        let (mut attempts, mut throttled, mut refreshed) = (0u32, 0u32, false);
+        let mut budget = self.budget(path);
+        let mut refreshed = false;
         loop {
             self.admit().await?;
             let (token, generation) = self.token().await?;
-            attempts += 1;
+            budget.attempts += 1;
             self.count(|s| s.requests += 1);
             let mut request = self
                 .http
@@ -334,7 +380,7 @@ impl GenesysClient {
                             let err = error_body(response).await;
                             if refreshed {
                                 return Err(GenesysError::Unauthorized {
-                                    path,
+                                    path: budget.path.clone(),
                                     code: err.code.unwrap_or_default(),
                                     context_id: err.context_id.unwrap_or_default(),
                                 });
@@ -344,7 +390,7 @@ impl GenesysClient {
                             continue;
                         }
                         StatusCode::TOO_MANY_REQUESTS => {
-                            let until = self.deadline(response.headers(), &mut backoff);
+                            let until = self.deadline(response.headers(), &mut budget.backoff);
                             let err = error_body(response).await;
                             Retry::RateLimited(
                                 until,
@@ -370,7 +416,7 @@ impl GenesysClient {
                         _ => {
                             let err = error_body(response).await;
                             return Err(GenesysError::Api {
-                                path,
+                                path: budget.path.clone(),
                                 status: status.as_u16(),
                                 code: err.code.unwrap_or_default(),
                                 message: err.message.unwrap_or_default(),
@@ -382,31 +428,11 @@ impl GenesysClient {
             };
             match outcome {
                 Retry::RateLimited(until, last) => {
-                    throttled += 1;
-                    self.count(|s| s.responses_429 += 1);
-                    if throttled > self.config.max_429 {
-                        return Err(GenesysError::Exhausted {
-                            path,
-                            attempts,
-                            last,
-                        });
-                    }
+                    self.note_429(&mut budget, &last)?;
                     tracing::debug!(org_id = %self.endpoint.org_id, %until, "429: waiting for Retry-After");
                     self.admission.on_429(until).await?;
                 }
-                Retry::Backoff(last) => {
-                    self.count(|s| s.retries += 1);
-                    if attempts.saturating_sub(throttled) >= self.config.max_attempts {
-                        return Err(GenesysError::Exhausted {
-                            path,
-                            attempts,
-                            last,
-                        });
-                    }
-                    let wait = backoff.next().unwrap_or(self.config.backoff_max);
-                    tracing::debug!(org_id = %self.endpoint.org_id, %path, error = %last, wait_ms = wait.as_millis() as u64, "retrying");
-                    self.clock.sleep(wait).await;
-                }
+                Retry::Backoff(last) => self.back_off(&mut budget, &last).await?,
             }
         }
     }
@@ -447,12 +473,10 @@ impl GenesysClient {
             "{}/oauth/token",
             self.endpoint.login_base_url.as_str().trim_end_matches('/')
         );
-        let path = "/oauth/token".to_owned();
-        let mut backoff = self.backoff();
-        let (mut attempts, mut throttled) = (0u32, 0u32);
+        let mut budget = self.budget("/oauth/token".to_owned());
         loop {
             self.admit().await?;
-            attempts += 1;
+            budget.attempts += 1;
             self.count(|s| s.token_requests += 1);
             let sent = self
                 .http
@@ -480,16 +504,10 @@ impl GenesysClient {
                             Err(e) => format!("token response did not parse: {}", e.without_url()),
                         }
                     } else if status == StatusCode::TOO_MANY_REQUESTS {
-                        throttled += 1;
-                        self.count(|s| s.responses_429 += 1);
-                        if throttled > self.config.max_429 {
-                            return Err(GenesysError::Exhausted {
-                                path,
-                                attempts,
-                                last: "HTTP 429".into(),
-                            });
-                        }
-                        let until = self.deadline(response.headers(), &mut backoff);
+                        self.note_429(&mut budget, "HTTP 429")?;
+                        // The token endpoint has its own limit: wait here, not in the
+                        // API bucket's shared deadline.
+                        let until = self.deadline(response.headers(), &mut budget.backoff);
                         self.clock.sleep_until(until).await;
                         continue;
                     } else if status.is_server_error() {
@@ -507,16 +525,7 @@ impl GenesysClient {
                     }
                 }
             };
-            self.count(|s| s.retries += 1);
-            if attempts.saturating_sub(throttled) >= self.config.max_attempts {
-                return Err(GenesysError::Exhausted {
-                    path,
-                    attempts,
-                    last,
-                });
-            }
-            let wait = backoff.next().unwrap_or(self.config.backoff_max);
-            self.clock.sleep(wait).await;
+            self.back_off(&mut budget, &last).await?;
         }
     }
 }
