@@ -19,7 +19,7 @@ use scorecards_shared::config::OrgSetup;
 use scorecards_shared::domain::{DateField, JobSpec, OrgId, Source, Window};
 use scorecards_shared::engine::NoProgress;
 use scorecards_shared::genesys::OrgEndpoint;
-use scorecards_shared::output::read_committed;
+use scorecards_shared::output::committed_by_id;
 use scorecards_shared::ports::{ExportSink, LearnedLimit, RequestStats};
 use scorecards_shared::runner::{
     OrgStatus, OrgSummary, Ports, RunSettings, Strategy, org_exporter, run_org,
@@ -93,37 +93,25 @@ fn jobs_for(sim: &SimHandle, org: &OrgSetup) -> anyhow::Result<Vec<JobSpec>> {
         .collect())
 }
 
-/// Whether the committed output of `org` equals the simulator's ground truth, byte for byte.
+/// Whether the committed output of `org` equals the simulator's ground truth, byte for
+/// byte, with no duplicate and no day missing.
 async fn equals_truth(
     sim: &SimHandle,
     sink: &dyn ExportSink,
     org: &OrgSetup,
     jobs: &[JobSpec],
 ) -> anyhow::Result<bool> {
-    let mut exported = BTreeMap::new();
-    for job in jobs {
-        if let Some(c) = read_committed(sink, &job.org_id, job.day).await? {
-            for e in c.evaluations {
-                if exported.insert(e.id, e.evaluation).is_some() {
-                    return Ok(false); // a duplicate
-                }
-            }
-        } else {
-            return Ok(false);
-        }
-    }
-    let (from, to) = (
-        jobs.first().map(|j| j.window.from),
-        jobs.last().map(|j| j.window.to),
-    );
-    let (Some(from), Some(to)) = (from, to) else {
+    let Ok(exported) = committed_by_id(sink, jobs).await else {
+        return Ok(false);
+    };
+    let (Some(first), Some(last)) = (jobs.first(), jobs.last()) else {
         return Ok(exported.is_empty());
     };
     let truth: BTreeMap<String, String> = sim
         .ground_truth(
             org.endpoint.org_id.as_str(),
-            from,
-            to,
+            first.window.from,
+            last.window.to,
             genesys_sim::DateField::SubmittedDate,
             SourceFilter::Both,
         )

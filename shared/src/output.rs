@@ -106,3 +106,31 @@ pub async fn read_committed(
         evaluations,
     }))
 }
+
+/// Every evaluation committed for `jobs`, id → evaluation JSON as the API sent it.
+///
+/// Errors: a job has no committed manifest, an id appears twice, or a part is damaged
+/// (see [`read_committed`]).
+pub async fn committed_by_id(
+    sink: &dyn ExportSink,
+    jobs: &[crate::domain::JobSpec],
+) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
+    let mut out = std::collections::BTreeMap::new();
+    for job in jobs {
+        let committed = read_committed(sink, &job.org_id, job.day)
+            .await?
+            .ok_or_else(|| {
+                corrupt(format!(
+                    "{} {} has no committed manifest",
+                    job.org_id, job.day
+                ))
+            })?;
+        for e in committed.evaluations {
+            if out.contains_key(&e.id) {
+                return Err(corrupt(format!("evaluation {} is exported twice", e.id)));
+            }
+            out.insert(e.id, e.evaluation);
+        }
+    }
+    Ok(out)
+}

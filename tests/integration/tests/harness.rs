@@ -14,7 +14,7 @@ use scorecards_shared::clock::{Clock, FakeClock};
 use scorecards_shared::config::OrgSetup;
 use scorecards_shared::domain::{DateField, JobSpec, OrgId, Source, Window};
 use scorecards_shared::genesys::OrgEndpoint;
-use scorecards_shared::output::read_committed;
+use scorecards_shared::output::committed_by_id;
 use scorecards_shared::ports::{ExportSink, LearnedLimit};
 use scorecards_shared::runner::{OrgExporter, Ports, RunSettings, org_exporter};
 use secrecy::SecretString;
@@ -92,24 +92,12 @@ impl Harness {
         org_exporter(org, &settings(), &self.ports, holder).unwrap()
     }
 
-    /// Committed output of `jobs`, id → evaluation bytes; panics on a duplicate id.
+    /// Committed output of `jobs`, id → evaluation bytes; panics on a duplicate id or a
+    /// missing manifest.
     pub async fn exported(&self, jobs: &[JobSpec]) -> BTreeMap<String, String> {
-        let mut out = BTreeMap::new();
-        for job in jobs {
-            let committed =
-                read_committed(self.sink.as_ref() as &dyn ExportSink, &job.org_id, job.day)
-                    .await
-                    .unwrap()
-                    .unwrap_or_else(|| panic!("{} has no manifest", job.day));
-            for e in committed.evaluations {
-                let id = e.id.clone();
-                assert!(
-                    out.insert(e.id, e.evaluation).is_none(),
-                    "evaluation {id} exported twice"
-                );
-            }
-        }
-        out
+        committed_by_id(self.sink.as_ref() as &dyn ExportSink, jobs)
+            .await
+            .unwrap_or_else(|e| panic!("committed output: {e}"))
     }
 
     pub fn truth(&self, org: &OrgSetup, jobs: &[JobSpec]) -> BTreeMap<String, String> {
