@@ -186,6 +186,17 @@ pub struct RequestStats {
 }
 
 impl RequestStats {
+    /// What happened after `earlier` (a snapshot of the same counters).
+    pub fn since(&self, earlier: &RequestStats) -> RequestStats {
+        RequestStats {
+            requests: self.requests.saturating_sub(earlier.requests),
+            token_requests: self.token_requests.saturating_sub(earlier.token_requests),
+            responses_429: self.responses_429.saturating_sub(earlier.responses_429),
+            retries: self.retries.saturating_sub(earlier.retries),
+            waited_ms: self.waited_ms.saturating_sub(earlier.waited_ms),
+        }
+    }
+
     /// Adds `other` into `self`.
     pub fn add(&mut self, other: &RequestStats) {
         self.requests += other.requests;

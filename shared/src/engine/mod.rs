@@ -140,7 +140,10 @@ pub struct Exporter {
 struct Run<'a> {
     spec: &'a JobSpec,
     cp: Checkpoint,
+    /// Statistics of earlier runs of this job (from the checkpoint).
     base_stats: RequestStats,
+    /// The client's counters when this run started (the client serves an org's other jobs too).
+    client_start: RequestStats,
     started_at: Timestamp,
     lease_renew_at: Timestamp,
 }
@@ -220,6 +223,7 @@ impl Exporter {
             spec,
             cp,
             base_stats,
+            client_start: self.client.stats(),
             started_at: now,
             lease_renew_at: clock::add(now, self.config.lease / 3),
         };
@@ -278,7 +282,7 @@ impl Exporter {
 
     fn stats(&self, run: &Run<'_>) -> RequestStats {
         let mut stats = run.base_stats;
-        stats.add(&self.client.stats());
+        stats.add(&self.client.stats().since(&run.client_start));
         stats
     }
 

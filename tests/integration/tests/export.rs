@@ -108,3 +108,26 @@ async fn two_exporters_on_one_job_one_commits_and_nothing_is_duplicated() {
     assert_eq!((committed, running), (1, 1), "{outcomes:?}");
     assert_same(&h.exported(&jobs[..1]).await, &h.truth(&org, &jobs[..1]));
 }
+
+#[tokio::test]
+async fn each_manifest_counts_only_its_own_requests() {
+    let h = Harness::start(Scenario::test()).await;
+    let org = h.org(0);
+    let jobs = h.jobs(&org);
+    assert!(jobs.len() > 1, "several days share one client");
+    let summary = run_org(&h.exporter(&org, "t"), &jobs, &NoProgress).await;
+    let mut requests = 0;
+    for job in &jobs {
+        let manifest =
+            scorecards_shared::ports::ExportSink::manifest(h.sink.as_ref(), &job.org_id, job.day)
+                .await
+                .unwrap()
+                .unwrap();
+        assert!(manifest.stats.requests > 0);
+        requests += manifest.stats.requests + manifest.stats.token_requests;
+    }
+    assert_eq!(
+        requests,
+        summary.stats.requests + summary.stats.token_requests
+    );
+}
