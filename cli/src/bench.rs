@@ -35,13 +35,13 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 20)]
     orgs: usize,
     /// Evaluations per org.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 3000)]
     evaluations: usize,
-    /// Requests allowed per token and window.
-    #[arg(long, default_value_t = 20)]
+    /// Requests allowed per token and window (Genesys: 300 per 60 s).
+    #[arg(long, default_value_t = 100)]
     allowed: u32,
-    /// Window length in milliseconds (short, so the benchmark runs fast).
-    #[arg(long, default_value_t = 1000)]
+    /// Window length in milliseconds (shorter than Genesys's 60 s, so the benchmark runs fast).
+    #[arg(long, default_value_t = 5000)]
     window_ms: u64,
     /// Delay of the "sequential with a fixed delay" strategy, milliseconds.
     #[arg(long, default_value_t = 200)]

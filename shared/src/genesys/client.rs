@@ -361,6 +361,7 @@ impl GenesysClient {
             if let Some(body) = &body {
                 request = request.json(body);
             }
+            tracing::trace!(path = %budget.path, "sending");
             let outcome = match request.send().await {
                 Err(e) => Retry::Backoff(transport_error(&e)),
                 Ok(response) => {

@@ -70,8 +70,12 @@ pub struct RateConfig {
     /// The limit assumed until a response says otherwise. Default 300 per 60,000 ms
     /// (`token.rate.per.minute`, reference §5.1).
     pub default_limit: LearnedLimit,
-    /// Fraction of the limit to pace at, leaving room for window-boundary effects. Default 0.97.
-    pub utilisation: f64,
+    /// Fraction of the limit kept in reserve. Default 0.01.
+    pub safety: f64,
+    /// Requests a holder may send at once after an idle moment (GCRA burst), so timer
+    /// lateness is won back. Each holder's burst is taken out of the window's budget, so
+    /// no fixed window can see more than the limit. Default 2.
+    pub burst: u32,
     /// Longest `blocked_until` wait honoured in-process; longer waits defer. Default 120 s.
     pub max_wait: Duration,
     /// Longest interval between a holder's ledger renewals (which read shared state); a
@@ -95,7 +99,8 @@ impl Default for RateConfig {
                 allowed: 300,
                 window_ms: 60_000,
             },
-            utilisation: 0.97,
+            safety: 0.01,
+            burst: 2,
             max_wait: Duration::from_secs(120),
             renew_every: Duration::from_secs(5),
             lease: Duration::from_secs(20),
@@ -115,15 +120,22 @@ struct Local {
     factor: f64,
     blocked_until: Option<Timestamp>,
     next_renew: Option<Timestamp>,
+    /// A holder joining a busy bucket starts after the others' next renewal.
+    start_after: Option<Timestamp>,
     waited_ms: u64,
     pacer: Pacer,
 }
 
 impl Local {
+    /// This holder's pace: the window's budget (limit less the reserve, times the AIMD
+    /// factor, less every holder's burst) shared among the holders, per second.
     fn rate_per_sec(&self, config: &RateConfig) -> f64 {
-        let per_window = f64::from(self.limit.allowed) * config.utilisation * self.factor
-            / f64::from(self.holders.max(1));
-        per_window * 1000.0 / self.limit.window_ms.max(1) as f64
+        let allowed = f64::from(self.limit.allowed);
+        let holders = f64::from(self.holders.max(1));
+        let budget = (allowed * (1.0 - config.safety) * self.factor
+            - holders * f64::from(config.burst.max(1)))
+        .max(allowed * config.min_factor);
+        budget / holders * 1000.0 / self.limit.window_ms.max(1) as f64
     }
 }
 
@@ -163,10 +175,15 @@ impl RateControl {
             factor: 1.0,
             blocked_until: None,
             next_renew: None,
+            start_after: None,
             waited_ms: 0,
-            pacer: Pacer::new(1.0, Arc::clone(&clock)),
+            pacer: Pacer::new(1.0, config.burst, Arc::clone(&clock)),
         };
-        local.pacer = Pacer::new(local.rate_per_sec(&config), Arc::clone(&clock));
+        local.pacer = Pacer::new(
+            local.rate_per_sec(&config),
+            config.burst,
+            Arc::clone(&clock),
+        );
         Self {
             bucket,
             holder: holder.into(),
@@ -194,29 +211,33 @@ impl RateControl {
     fn repace(&self, local: &mut Local) {
         let rate = local.rate_per_sec(&self.config);
         if (rate - local.pacer.rate_per_sec()).abs() > f64::EPSILON * rate.max(1.0) {
-            local.pacer = Pacer::new(rate, Arc::clone(&self.clock));
+            local.pacer = Pacer::new(rate, self.config.burst, Arc::clone(&self.clock));
         }
     }
 
-    /// Renews the holder lease when due: one ledger write every `renew_every`.
+    /// How often a holder pacing at `rate_per_sec` renews: about once per 10 requests
+    /// (≤ 1 ledger write per 10 API requests), between 250 ms and `renew_every`.
+    fn renew_interval(&self, rate_per_sec: f64) -> Duration {
+        Duration::from_secs_f64(10.0 / rate_per_sec.max(1e-3)).clamp(
+            Duration::from_millis(250).min(self.config.renew_every),
+            self.config.renew_every,
+        )
+    }
+
+    /// Renews the holder lease when due (see [`Self::renew_interval`]). On the first
+    /// renewal, a holder that finds others already working waits for their next renewal
+    /// before its first request, so that they slow down to their new share first.
     async fn renew_if_due(&self) -> Result<(), AdmissionError> {
         let now = self.clock.now();
-        let publish = {
+        let (publish, first, solo_interval) = {
             let mut local = self.lock();
             if local.next_renew.is_some_and(|t| t > now) {
                 return Ok(());
             }
-            // Renew about once per 10 requests (≤ 1 ledger write per 10 API requests), at
-            // least every `renew_every` and at most every second, so a holder that joins
-            // is seen by the others within about 10 requests.
-            let per_ten =
-                Duration::from_secs_f64(10.0 / local.rate_per_sec(&self.config).max(1e-3));
-            let every = per_ten.clamp(
-                Duration::from_secs(1).min(self.config.renew_every),
-                self.config.renew_every,
-            );
-            local.next_renew = Some(clock::add(now, every));
-            local.unpublished.take()
+            let first = local.next_renew.is_none();
+            let interval = self.renew_interval(local.rate_per_sec(&self.config));
+            local.next_renew = Some(clock::add(now, interval));
+            (local.unpublished.take(), first, interval)
         };
         let state = self
             .ledger
@@ -230,6 +251,10 @@ impl RateControl {
             .await?;
         let mut local = self.lock();
         local.holders = state.active_holders.max(1);
+        if first && local.holders > 1 {
+            // The others renew at about the interval a lone holder would use.
+            local.start_after = Some(clock::add(now, solo_interval));
+        }
         if let Some(limit) = state.limit
             && local.unpublished.is_none()
         {
@@ -254,6 +279,11 @@ impl Admission for RateControl {
         loop {
             self.renew_if_due().await?;
             let now = self.clock.now();
+            let start_after = self.lock().start_after.filter(|t| *t > now);
+            if let Some(start) = start_after {
+                self.clock.sleep_until(start).await;
+                continue;
+            }
             let blocked = self.lock().blocked_until.filter(|b| *b > now);
             if let Some(until) = blocked {
                 let wait = until.duration_since(now).unsigned_abs();
@@ -291,6 +321,7 @@ impl Admission for RateControl {
                 && reset > 0
             {
                 let until = clock::add(self.clock.now(), Duration::from_secs(reset));
+                tracing::debug!(bucket = %self.bucket.0, count, allowed, reset, "window spent; holding off until it resets");
                 local.blocked_until = max_opt(local.blocked_until, Some(until));
             } else if headers
                 .count

@@ -44,7 +44,7 @@ impl GovernorClock for PortClock {
     }
 }
 
-/// Paces requests at a steady rate, one at a time (burst 1).
+/// Paces requests at a steady rate (GCRA).
 pub(crate) struct Pacer {
     rate_per_sec: f64,
     clock: PortClock,
@@ -60,13 +60,14 @@ impl std::fmt::Debug for Pacer {
 }
 
 impl Pacer {
-    /// A pacer admitting `rate_per_sec` requests per second (at least one per hour).
-    pub(crate) fn new(rate_per_sec: f64, clock: Arc<dyn Clock>) -> Self {
+    /// A pacer admitting `rate_per_sec` requests per second (at least one per hour), with
+    /// up to `burst` (at least 1) at once after an idle moment.
+    pub(crate) fn new(rate_per_sec: f64, burst: u32, clock: Arc<dyn Clock>) -> Self {
         let rate = rate_per_sec.max(1.0 / 3600.0);
         let period = Duration::from_secs_f64(1.0 / rate).max(Duration::from_nanos(1));
         let quota = Quota::with_period(period)
             .expect("period is positive")
-            .allow_burst(NonZeroU32::MIN);
+            .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN));
         let clock = PortClock(clock);
         Self {
             rate_per_sec: rate,

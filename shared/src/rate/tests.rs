@@ -27,19 +27,33 @@ fn control(
     )
 }
 
+/// No reserve and a burst of 1: one holder paces at (allowed - 1) per window.
 fn config(allowed: u32, window_ms: u64) -> RateConfig {
     RateConfig {
         default_limit: LearnedLimit { allowed, window_ms },
-        utilisation: 1.0,
+        safety: 0.0,
+        burst: 1,
         ..RateConfig::default()
     }
 }
 
+fn ledger() -> Arc<dyn RateLedger> {
+    Arc::new(StoreLedger::new(MemoryStore::new()))
+}
+
+fn assert_rate(rc: &RateControl, want: f64) {
+    assert!(
+        (rc.rate_per_sec() - want).abs() < 1e-6,
+        "rate {} want {want}",
+        rc.rate_per_sec()
+    );
+}
+
 #[tokio::test]
-async fn paces_at_the_limit() {
+async fn paces_so_no_fixed_window_exceeds_the_limit() {
     let clock = FakeClock::new(start());
-    let ledger: Arc<dyn RateLedger> = Arc::new(StoreLedger::new(MemoryStore::new()));
-    let rc = control(ledger, &clock, "h1", config(10, 1000));
+    let rc = control(ledger(), &clock, "h1", config(11, 1000));
+    assert_rate(&rc, 10.0);
     for _ in 0..21 {
         rc.admit().await.unwrap();
     }
@@ -48,51 +62,74 @@ async fn paces_at_the_limit() {
 }
 
 #[tokio::test]
-async fn two_holders_share_the_rate() {
+async fn the_burst_wins_back_an_idle_moment_and_is_budgeted() {
     let clock = FakeClock::new(start());
-    let ledger: Arc<dyn RateLedger> = Arc::new(StoreLedger::new(MemoryStore::new()));
-    let a = control(Arc::clone(&ledger), &clock, "a", config(10, 1000));
-    let b = control(Arc::clone(&ledger), &clock, "b", config(10, 1000));
+    let rc = control(
+        ledger(),
+        &clock,
+        "h1",
+        RateConfig {
+            burst: 2,
+            ..config(12, 1000)
+        },
+    );
+    assert_rate(&rc, 10.0); // (12 - 2) per second
+    rc.admit().await.unwrap();
+    clock.advance(Duration::from_secs(1));
+    let before = clock.sleeps().len();
+    rc.admit().await.unwrap();
+    rc.admit().await.unwrap();
+    assert!(
+        clock.sleeps()[before..].is_empty(),
+        "two at once after idling"
+    );
+    rc.admit().await.unwrap();
+    assert_eq!(clock.sleeps()[before..], [Duration::from_millis(100)]);
+}
+
+#[tokio::test]
+async fn a_joining_holder_waits_until_the_others_have_seen_it() {
+    let clock = FakeClock::new(start());
+    let ledger = ledger();
+    let a = control(Arc::clone(&ledger), &clock, "a", config(12, 1000));
     a.admit().await.unwrap();
+    assert_rate(&a, 11.0);
+    let b = control(Arc::clone(&ledger), &clock, "b", config(12, 1000));
     b.admit().await.unwrap();
-    // b saw a in the ledger; a learns of b at its next renewal (10 requests' time, ≤ 5 s).
-    assert!(
-        (b.rate_per_sec() - 5.0).abs() < 1e-9,
-        "{}",
-        b.rate_per_sec()
-    );
-    clock.advance(Duration::from_secs(6));
+    // b paces at its share at once: (12 - 2 bursts) / 2 holders.
+    assert_rate(&b, 5.0);
+    // …and started only after a's renewal interval (10 requests at 11/s).
+    assert_eq!(clock.sleeps(), [Duration::from_secs_f64(10.0 / 11.0)]);
     a.admit().await.unwrap();
-    assert!(
-        (a.rate_per_sec() - 5.0).abs() < 1e-9,
-        "{}",
-        a.rate_per_sec()
-    );
+    assert_rate(&a, 5.0);
 }
 
 #[tokio::test]
 async fn a_429_deadline_is_honoured_by_every_holder_exactly() {
     let clock = FakeClock::new(start());
-    let ledger: Arc<dyn RateLedger> = Arc::new(StoreLedger::new(MemoryStore::new()));
+    let ledger = ledger();
     let a = control(Arc::clone(&ledger), &clock, "a", config(1000, 1000));
     let b = control(Arc::clone(&ledger), &clock, "b", config(1000, 1000));
     a.admit().await.unwrap();
     b.admit().await.unwrap();
-    let until = start() + Duration::from_secs(7);
+    let until = clock.now() + Duration::from_secs(7);
     a.on_429(until).await.unwrap();
-    // b renews after its renew interval and then waits for a's deadline.
+    // b renews within its interval and then waits exactly until a's deadline.
     clock.advance(Duration::from_secs(5));
     let before = clock.sleeps().len();
+    let waited_from = clock.now();
     b.admit().await.unwrap();
-    assert_eq!(clock.sleeps()[before..], [Duration::from_secs(2)]);
+    assert_eq!(
+        clock.sleeps()[before..],
+        [until.duration_since(waited_from).unsigned_abs()]
+    );
     assert!(clock.now() >= until);
 }
 
 #[tokio::test]
 async fn a_deadline_beyond_the_budget_defers() {
     let clock = FakeClock::new(start());
-    let ledger: Arc<dyn RateLedger> = Arc::new(StoreLedger::new(MemoryStore::new()));
-    let rc = control(ledger, &clock, "a", config(100, 1000));
+    let rc = control(ledger(), &clock, "a", config(100, 1000));
     let until = start() + Duration::from_secs(3600);
     rc.on_429(until).await.unwrap();
     match rc.admit().await {
@@ -104,30 +141,25 @@ async fn a_deadline_beyond_the_budget_defers() {
 #[tokio::test]
 async fn aimd_halves_on_429_and_recovers_with_headroom() {
     let clock = FakeClock::new(start());
-    let ledger: Arc<dyn RateLedger> = Arc::new(StoreLedger::new(MemoryStore::new()));
-    let rc = control(ledger, &clock, "a", config(100, 1000));
-    assert!((rc.rate_per_sec() - 100.0).abs() < 1e-9);
+    let rc = control(ledger(), &clock, "a", config(101, 1000));
+    assert_rate(&rc, 100.0);
     rc.on_429(start()).await.unwrap();
-    assert!((rc.rate_per_sec() - 50.0).abs() < 1e-9);
+    assert_rate(&rc, 101.0 * 0.5 - 1.0);
     let headroom = RateHeaders {
-        allowed: Some(100),
+        allowed: Some(101),
         count: Some(10),
         reset_secs: Some(1),
     };
     for _ in 0..25 {
         rc.observe(&headroom);
     }
-    assert!(
-        (rc.rate_per_sec() - 100.0).abs() < 1e-6,
-        "{}",
-        rc.rate_per_sec()
-    );
+    assert_rate(&rc, 100.0);
 }
 
 #[tokio::test]
 async fn learns_the_limit_from_headers_and_shares_it() {
     let clock = FakeClock::new(start());
-    let ledger: Arc<dyn RateLedger> = Arc::new(StoreLedger::new(MemoryStore::new()));
+    let ledger = ledger();
     let a = control(Arc::clone(&ledger), &clock, "a", config(300, 60_000));
     a.admit().await.unwrap();
     a.observe(&RateHeaders {
@@ -158,8 +190,7 @@ async fn learns_the_limit_from_headers_and_shares_it() {
 #[tokio::test]
 async fn a_spent_window_blocks_until_reset() {
     let clock = FakeClock::new(start());
-    let ledger: Arc<dyn RateLedger> = Arc::new(StoreLedger::new(MemoryStore::new()));
-    let rc = control(ledger, &clock, "a", config(1000, 60_000));
+    let rc = control(ledger(), &clock, "a", config(1000, 60_000));
     rc.admit().await.unwrap();
     rc.observe(&RateHeaders {
         allowed: Some(1000),
@@ -169,29 +200,4 @@ async fn a_spent_window_blocks_until_reset() {
     let before = clock.sleeps().len();
     rc.admit().await.unwrap();
     assert_eq!(clock.sleeps()[before..], [Duration::from_secs(9)]);
-}
-
-#[tokio::test]
-async fn a_joining_holder_is_seen_within_ten_requests_time() {
-    let clock = FakeClock::new(start());
-    let ledger: Arc<dyn RateLedger> = Arc::new(StoreLedger::new(MemoryStore::new()));
-    let a = control(Arc::clone(&ledger), &clock, "a", config(10, 1000));
-    a.admit().await.unwrap();
-    let b = control(Arc::clone(&ledger), &clock, "b", config(10, 1000));
-    b.admit().await.unwrap();
-    // At 10 requests/s, a renews after 1 s: not before, and then it halves its pace.
-    clock.advance(Duration::from_millis(900));
-    a.admit().await.unwrap();
-    assert!(
-        (a.rate_per_sec() - 10.0).abs() < 1e-9,
-        "{}",
-        a.rate_per_sec()
-    );
-    clock.advance(Duration::from_millis(200));
-    a.admit().await.unwrap();
-    assert!(
-        (a.rate_per_sec() - 5.0).abs() < 1e-9,
-        "{}",
-        a.rate_per_sec()
-    );
 }
