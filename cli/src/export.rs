@@ -68,8 +68,8 @@ pub struct ExportArgs {
 struct Bar(ProgressBar);
 
 impl ExportObserver for Bar {
-    fn discovered(&self, total: u64) {
-        self.0.set_length(total);
+    fn discovered(&self, n: u64) {
+        self.0.inc_length(n);
     }
     fn written(&self, n: u64) {
         self.0.inc(n);
@@ -195,6 +195,9 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     };
     bars.clear().ok();
     print_table(&rows);
+    if let Some(mib) = crate::report::peak_memory_mib() {
+        eprintln!("peak memory: {mib:.1} MiB");
+    }
     let failed = rows
         .iter()
         .any(|r| matches!(r.status, OrgStatus::Failed { .. }));

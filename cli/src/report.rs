@@ -65,3 +65,11 @@ pub fn print_table(rows: &[OrgRow]) {
         );
     }
 }
+
+/// Peak resident memory of this process in MiB (`VmHWM` of `/proc/self/status`, Linux).
+pub fn peak_memory_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}

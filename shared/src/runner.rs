@@ -10,7 +10,13 @@ use jiff::Timestamp;
 use crate::clock::Clock;
 use crate::config::OrgSetup;
 use crate::domain::JobSpec;
-use crate::engine::{EngineConfig, ExportObserver, ExportOutcome, Exporter};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::StreamExt;
+
+use crate::engine::{
+    EngineConfig, ExportError, ExportObserver, ExportOutcome, ExportReport, Exporter,
+};
 use crate::genesys::{ClientConfig, GenesysClient, GenesysError};
 use crate::ports::{BucketKey, ExportSink, JobStore, LearnedLimit, RateLedger, RequestStats};
 use crate::rate::baseline::Baseline;
@@ -72,6 +78,8 @@ pub struct OrgExporter {
     pub client: Arc<GenesysClient>,
     /// The limit assumed at start.
     pub limit: LearnedLimit,
+    /// Days exported at once.
+    pub days_in_flight: usize,
 }
 
 /// Builds the admission, client and exporter of `org`; `holder` must be unique per process.
@@ -114,6 +122,7 @@ pub fn org_exporter(
         exporter,
         client,
         limit: org.limit,
+        days_in_flight: settings.engine.days_in_flight,
     })
 }
 
@@ -151,13 +160,41 @@ pub struct OrgSummary {
     pub up_to_date: usize,
 }
 
-/// Runs `jobs` (the days of one org) in order with `org`'s exporter. A deferred or failed
-/// job stops the org: later days would wait for the same deadline or fail the same way.
+/// Runs `jobs` (the days of one org) with `org`'s exporter, `days_in_flight` at a time
+/// (their requests share the org's one pacer, so overlapping days only fill the gaps while
+/// a day writes its parts and commits). After a deferred or failed day no new day starts:
+/// later days would wait for the same deadline or fail the same way.
 pub async fn run_org(
     org: &OrgExporter,
     jobs: &[JobSpec],
     observer: &dyn ExportObserver,
 ) -> OrgSummary {
+    let stop = AtomicBool::new(false);
+    let reports: Vec<Option<Result<ExportReport, ExportError>>> =
+        futures::stream::iter(jobs.iter().cloned())
+            .map(|spec| {
+                let stop = &stop;
+                async move {
+                    if stop.load(Ordering::SeqCst) {
+                        return None;
+                    }
+                    let result = org.exporter.run(&spec, observer).await;
+                    if matches!(
+                        result,
+                        Err(_)
+                            | Ok(ExportReport {
+                                outcome: ExportOutcome::Deferred { .. },
+                                ..
+                            })
+                    ) {
+                        stop.store(true, Ordering::SeqCst);
+                    }
+                    Some(result)
+                }
+            })
+            .buffer_unordered(org.days_in_flight.max(1))
+            .collect()
+            .await;
     let mut summary = OrgSummary {
         status: OrgStatus::Committed,
         evaluations: 0,
@@ -165,35 +202,35 @@ pub async fn run_org(
         committed: 0,
         up_to_date: 0,
     };
-    for spec in jobs {
-        match org.exporter.run(spec, observer).await {
-            Ok(report) => {
-                summary.evaluations += report.evaluations;
-                match report.outcome {
-                    ExportOutcome::Committed(_) => summary.committed += 1,
-                    ExportOutcome::UpToDate { .. } => summary.up_to_date += 1,
-                    ExportOutcome::Deferred { until } => {
-                        summary.status = match summary.status {
-                            OrgStatus::Deferred { until: u } => OrgStatus::Deferred {
-                                until: u.max(until),
-                            },
-                            _ => OrgStatus::Deferred { until },
-                        };
-                        // Every later day would wait for the same deadline: stop here.
-                        break;
-                    }
-                    ExportOutcome::AlreadyRunning(_) => {
-                        if summary.status == OrgStatus::Committed {
-                            summary.status = OrgStatus::AlreadyRunning;
-                        }
-                    }
+    for result in reports.into_iter().flatten() {
+        let report = match result {
+            Ok(report) => report,
+            Err(e) => {
+                if !matches!(summary.status, OrgStatus::Failed { .. }) {
+                    summary.status = OrgStatus::Failed {
+                        reason: e.to_string(),
+                    };
+                }
+                continue;
+            }
+        };
+        summary.evaluations += report.evaluations;
+        match report.outcome {
+            ExportOutcome::Committed(_) => summary.committed += 1,
+            ExportOutcome::UpToDate { .. } => summary.up_to_date += 1,
+            ExportOutcome::Deferred { until } => {
+                summary.status = match summary.status {
+                    OrgStatus::Failed { .. } => summary.status,
+                    OrgStatus::Deferred { until: u } => OrgStatus::Deferred {
+                        until: u.max(until),
+                    },
+                    _ => OrgStatus::Deferred { until },
                 }
             }
-            Err(e) => {
-                summary.status = OrgStatus::Failed {
-                    reason: e.to_string(),
-                };
-                break;
+            ExportOutcome::AlreadyRunning(_) => {
+                if summary.status == OrgStatus::Committed {
+                    summary.status = OrgStatus::AlreadyRunning;
+                }
             }
         }
     }

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::domain::{DateField, Window, genesys_time};
 use crate::genesys::models::{EvaluationHead, SearchResponse};
-use crate::genesys::{GenesysClient, GenesysError};
+use crate::genesys::{Counted, GenesysError};
 use crate::ports::Discovered;
 
 /// Search settings.
@@ -25,7 +25,7 @@ pub struct SearchSettings {
 
 /// Finds every evaluation of `window` for one `systemSubmitted` value, keyed by id.
 pub(crate) async fn discover(
-    client: &GenesysClient,
+    client: &Counted<'_>,
     window: Window,
     date_field: DateField,
     system_submitted: bool,
@@ -64,7 +64,7 @@ enum Paged {
 }
 
 async fn search_window(
-    client: &GenesysClient,
+    client: &Counted<'_>,
     window: Window,
     date_field: DateField,
     system_submitted: bool,

@@ -20,7 +20,7 @@ use serde_json::value::RawValue;
 
 use crate::domain::genesys_time;
 use crate::genesys::models::{EntityListing, EvaluationHead};
-use crate::genesys::{GenesysClient, GenesysError};
+use crate::genesys::{Counted, GenesysError};
 use crate::ports::Discovered;
 
 /// Group key of evaluations without an evaluator: fetched one by one.
@@ -72,7 +72,7 @@ fn fetched(raw: Box<RawValue>, automated: bool) -> Option<Fetched> {
 
 /// Fetches every evaluation of `members` (all of one group), keyed by id.
 pub(crate) async fn fetch_group(
-    client: &GenesysClient,
+    client: &Counted<'_>,
     group: &str,
     members: &[Discovered],
     page_size: u32,
@@ -137,7 +137,7 @@ pub(crate) async fn fetch_group(
 }
 
 /// One evaluation by id; `None` when it no longer exists (404).
-async fn fetch_one(client: &GenesysClient, d: Discovered) -> Result<Option<Fetched>, GenesysError> {
+async fn fetch_one(client: &Counted<'_>, d: Discovered) -> Result<Option<Fetched>, GenesysError> {
     if d.conversation_id.is_empty() {
         tracing::warn!(evaluation_id = %d.id, "search gave no conversation id; cannot fetch it alone");
         return Ok(None);

@@ -22,7 +22,7 @@ pub use parts::SCHEMA_VERSION;
 
 use crate::clock::{self, Clock};
 use crate::domain::{JobSpec, RunId};
-use crate::genesys::{GenesysClient, GenesysError};
+use crate::genesys::{Counted, GenesysClient, GenesysError};
 use crate::ports::{
     Checkpoint, Discovered, ExportSink, JobStatus, JobStore, JobStoreError, Lease, LeaseOutcome,
     Manifest, PartInfo, RequestStats, StoreError, form_key, part_key,
@@ -41,8 +41,10 @@ pub struct EngineConfig {
     /// Evaluations per part before a new part starts (parts end at group boundaries).
     /// Default 5,000.
     pub part_records: usize,
-    /// Requests in flight per org (groups fetched at once). Default 8.
+    /// Requests in flight per job (groups fetched at once). Default 8.
     pub in_flight: usize,
+    /// Days (jobs) of one org exported at once by `runner::run_org`. Default 2.
+    pub days_in_flight: usize,
     /// Job lease length; renewed while the run goes on. Default 180 s.
     pub lease: Duration,
     /// Re-export a day even if it is committed and up to date.
@@ -59,6 +61,7 @@ impl Default for EngineConfig {
             query_page_size: 100,
             part_records: 5_000,
             in_flight: 8,
+            days_in_flight: 2,
             lease: Duration::from_secs(180),
             force: false,
         }
@@ -67,8 +70,8 @@ impl Default for EngineConfig {
 
 /// Progress callbacks (the CLI draws bars with them). Default: nothing.
 pub trait ExportObserver: Send + Sync {
-    /// The window holds `total` evaluations (known after discovery).
-    fn discovered(&self, _total: u64) {}
+    /// A day's window holds `n` more evaluations (known after its discovery).
+    fn discovered(&self, _n: u64) {}
     /// `n` more evaluations are written to parts (counting those from a checkpoint).
     fn written(&self, _n: u64) {}
 }
@@ -142,7 +145,9 @@ struct Run<'a> {
     cp: Checkpoint,
     /// Statistics of earlier runs of this job (from the checkpoint).
     base_stats: RequestStats,
-    /// The client's counters when this run started (the client serves an org's other jobs too).
+    /// This run's calls, counted on their own (an org's days may run at once on one client).
+    calls: Counted<'a>,
+    /// The client's counters when this run started (for `waited_ms`, which is per client).
     client_start: RequestStats,
     started_at: Timestamp,
     lease_renew_at: Timestamp,
@@ -223,6 +228,7 @@ impl Exporter {
             spec,
             cp,
             base_stats,
+            calls: self.client.counted(),
             client_start: self.client.stats(),
             started_at: now,
             lease_renew_at: clock::add(now, self.config.lease / 3),
@@ -282,7 +288,9 @@ impl Exporter {
 
     fn stats(&self, run: &Run<'_>) -> RequestStats {
         let mut stats = run.base_stats;
-        stats.add(&self.client.stats().since(&run.client_start));
+        let mut own = run.calls.stats();
+        own.waited_ms = self.client.stats().since(&run.client_start).waited_ms;
+        stats.add(&own);
         stats
     }
 
@@ -324,7 +332,7 @@ impl Exporter {
             let mut found = BTreeMap::new();
             for &system_submitted in spec.source.system_submitted_values() {
                 discovery::discover(
-                    &self.client,
+                    &run.calls,
                     run.cp.window,
                     spec.date_field,
                     system_submitted,
@@ -350,12 +358,13 @@ impl Exporter {
         let (page_size, in_flight) = (self.config.query_page_size, self.config.in_flight);
         // Evaluator groups are paged one request at a time each, so several run at once;
         // the single-GET group spreads its own requests.
+        let calls = run.calls.clone();
         let mut results = futures::stream::iter(groups)
             .map(|(group, members)| {
-                let client = Arc::clone(&self.client);
+                let calls = &calls;
                 async move {
                     let per_group = if group == SINGLE_GROUP { in_flight } else { 1 };
-                    fetch_group(&client, &group, &members, page_size, per_group)
+                    fetch_group(calls, &group, &members, page_size, per_group)
                         .await
                         .map(|fetched| (group, fetched))
                 }
@@ -471,7 +480,7 @@ impl Exporter {
 
     /// Exports each referenced evaluation form version once
     /// (`GET /api/v2/quality/forms/evaluations/{formId}` → `forms/org_id=<org>/<id>.json`).
-    async fn export_forms(&self, run: &mut Run<'_>) -> Result<(), ExportError> {
+    async fn export_forms(&self, run: &Run<'_>) -> Result<(), ExportError> {
         for form_id in &run.cp.form_ids {
             let Some(key) = form_key(&run.spec.org_id, form_id) else {
                 tracing::warn!(%form_id, "form id is not safe as a key; not exported");
@@ -481,8 +490,8 @@ impl Exporter {
                 continue;
             }
             let path = format!("/api/v2/quality/forms/evaluations/{form_id}");
-            match self
-                .client
+            match run
+                .calls
                 .get_json::<Box<serde_json::value::RawValue>>(&path)
                 .await
             {

@@ -153,15 +153,59 @@ impl std::fmt::Debug for GenesysClient {
     }
 }
 
+/// A [`GenesysClient`] that also counts the calls made through it on their own. Clones
+/// share the counters.
+#[derive(Clone)]
+pub struct Counted<'a> {
+    client: &'a GenesysClient,
+    stats: Arc<Mutex<RequestStats>>,
+}
+
+impl Counted<'_> {
+    /// The client.
+    pub fn client(&self) -> &GenesysClient {
+        self.client
+    }
+
+    /// Requests, token requests, 429s and retries of calls made through this view
+    /// (`waited_ms` is not attributed per view and stays 0).
+    pub fn stats(&self) -> RequestStats {
+        *self.stats.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `GET` a path (`/api/v2/...`, query included) or a `nextUri`, parsing the JSON body.
+    pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, GenesysError> {
+        let url = self.client.api_url(path)?;
+        self.client
+            .execute(Method::GET, url, None, &self.stats)
+            .await
+    }
+
+    /// `POST` a JSON body to a path, parsing the JSON response.
+    pub async fn post_json<T: DeserializeOwned, B: Serialize>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, GenesysError> {
+        let url = self.client.api_url(path)?;
+        let body = GenesysClient::encode(path, body)?;
+        self.client
+            .execute(Method::POST, url, Some(body), &self.stats)
+            .await
+    }
+}
+
 /// Retry bookkeeping of one logical call: attempts sent, 429s seen, the backoff sequence.
-struct Budget {
+struct Budget<'a> {
     path: String,
+    /// The counters of the calling view, besides the client's own.
+    extra: &'a Mutex<RequestStats>,
     attempts: u32,
     throttled: u32,
     backoff: backon::ExponentialBackoff,
 }
 
-impl Budget {
+impl Budget<'_> {
     fn exhausted(&self, last: &str) -> GenesysError {
         GenesysError::Exhausted {
             path: self.path.clone(),
@@ -224,25 +268,21 @@ impl GenesysClient {
         self.admission.release().await;
     }
 
-    /// `GET` a path (`/api/v2/...`, query included) or a `nextUri`, parsing the JSON body.
-    pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, GenesysError> {
-        let url = self.api_url(path)?;
-        self.execute(Method::GET, url, None).await
+    /// A view of this client to make calls through; it counts its own calls besides the
+    /// client's totals (one export run, when several runs share the client).
+    pub fn counted(&self) -> Counted<'_> {
+        Counted {
+            client: self,
+            stats: Arc::new(Mutex::new(RequestStats::default())),
+        }
     }
 
-    /// `POST` a JSON body to a path, parsing the JSON response.
-    pub async fn post_json<T: DeserializeOwned, B: Serialize>(
-        &self,
-        path: &str,
-        body: &B,
-    ) -> Result<T, GenesysError> {
-        let url = self.api_url(path)?;
-        let body = serde_json::to_value(body).map_err(|e| GenesysError::Exhausted {
+    fn encode(path: &str, body: &impl Serialize) -> Result<serde_json::Value, GenesysError> {
+        serde_json::to_value(body).map_err(|e| GenesysError::Exhausted {
             path: path.to_owned(),
             attempts: 0,
             last: format!("cannot encode the request body: {e}"),
-        })?;
-        self.execute(Method::POST, url, Some(body)).await
+        })
     }
 
     /// Joins a relative path or `nextUri` onto the API base (keeping a base path prefix).
@@ -263,13 +303,16 @@ impl GenesysClient {
         }
     }
 
-    fn count(&self, f: impl FnOnce(&mut RequestStats)) {
+    /// Applies `f` to the client's counters and to the calling view's.
+    fn count(&self, extra: &Mutex<RequestStats>, f: impl Fn(&mut RequestStats)) {
         f(&mut self.stats.lock().unwrap_or_else(|p| p.into_inner()));
+        f(&mut extra.lock().unwrap_or_else(|p| p.into_inner()));
     }
 
-    fn budget(&self, path: String) -> Budget {
+    fn budget<'a>(&self, path: String, extra: &'a Mutex<RequestStats>) -> Budget<'a> {
         Budget {
             path,
+            extra,
             attempts: 0,
             throttled: 0,
             backoff: ExponentialBuilder::default()
@@ -282,9 +325,9 @@ impl GenesysClient {
     }
 
     /// Counts a 429; gives up once more than `max_429` were seen in this call.
-    fn note_429(&self, budget: &mut Budget, last: &str) -> Result<(), GenesysError> {
+    fn note_429(&self, budget: &mut Budget<'_>, last: &str) -> Result<(), GenesysError> {
         budget.throttled += 1;
-        self.count(|s| s.responses_429 += 1);
+        self.count(budget.extra, |s| s.responses_429 += 1);
         if budget.throttled > self.config.max_429 {
             return Err(budget.exhausted(last));
         }
@@ -293,8 +336,8 @@ impl GenesysClient {
 
     /// Counts a retryable failure and sleeps the next backoff; gives up once
     /// `max_attempts` non-429 attempts failed.
-    async fn back_off(&self, budget: &mut Budget, last: &str) -> Result<(), GenesysError> {
-        self.count(|s| s.retries += 1);
+    async fn back_off(&self, budget: &mut Budget<'_>, last: &str) -> Result<(), GenesysError> {
+        self.count(budget.extra, |s| s.retries += 1);
         if budget.attempts.saturating_sub(budget.throttled) >= self.config.max_attempts {
             return Err(budget.exhausted(last));
         }
@@ -340,18 +383,19 @@ impl GenesysClient {
         method: Method,
         url: Url,
         body: Option<serde_json::Value>,
+        extra: &Mutex<RequestStats>,
     ) -> Result<T, GenesysError> {
         let path = match url.query() {
             Some(q) => format!("{}?{q}", url.path()),
             None => url.path().to_owned(),
         };
-        let mut budget = self.budget(path);
+        let mut budget = self.budget(path, extra);
         let mut refreshed = false;
         loop {
             self.admit().await?;
-            let (token, generation) = self.token().await?;
+            let (token, generation) = self.token(extra).await?;
             budget.attempts += 1;
-            self.count(|s| s.requests += 1);
+            self.count(budget.extra, |s| s.requests += 1);
             let mut request = self
                 .http
                 .request(method.clone(), url.clone())
@@ -447,7 +491,10 @@ impl GenesysClient {
     }
 
     /// The cached token, fetched or refreshed when missing or within the margin of expiry.
-    async fn token(&self) -> Result<(SecretString, u64), GenesysError> {
+    async fn token(
+        &self,
+        extra: &Mutex<RequestStats>,
+    ) -> Result<(SecretString, u64), GenesysError> {
         let mut cached = self.token.lock().await;
         let now = self.clock.now();
         if let Some(t) = cached.as_ref()
@@ -456,7 +503,7 @@ impl GenesysClient {
             return Ok((t.value.clone(), t.generation));
         }
         let generation = cached.as_ref().map_or(1, |t| t.generation + 1);
-        let (value, expires_in) = self.fetch_token().await?;
+        let (value, expires_in) = self.fetch_token(extra).await?;
         let lifetime = Duration::from_secs(expires_in.max(1));
         let margin = self.config.token_margin.min(lifetime / 10);
         let fresh = CachedToken {
@@ -469,16 +516,19 @@ impl GenesysClient {
     }
 
     /// `POST <login>/oauth/token` with HTTP Basic client credentials (reference §3).
-    async fn fetch_token(&self) -> Result<(SecretString, u64), GenesysError> {
+    async fn fetch_token(
+        &self,
+        extra: &Mutex<RequestStats>,
+    ) -> Result<(SecretString, u64), GenesysError> {
         let url = format!(
             "{}/oauth/token",
             self.endpoint.login_base_url.as_str().trim_end_matches('/')
         );
-        let mut budget = self.budget("/oauth/token".to_owned());
+        let mut budget = self.budget("/oauth/token".to_owned(), extra);
         loop {
             self.admit().await?;
             budget.attempts += 1;
-            self.count(|s| s.token_requests += 1);
+            self.count(budget.extra, |s| s.token_requests += 1);
             let sent = self
                 .http
                 .post(&url)
