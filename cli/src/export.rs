@@ -92,7 +92,8 @@ fn window(args: &ExportArgs, now: Timestamp) -> anyhow::Result<Window> {
     Ok(w)
 }
 
-/// Runs the export; exit code 1 when any org failed.
+/// Runs the export. Exit code 1 when any org failed, 3 when any org is incomplete
+/// (deferred, or held by another process), else 0.
 pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let now = clock.now();

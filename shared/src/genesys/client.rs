@@ -342,7 +342,7 @@ impl GenesysClient {
             return Err(budget.exhausted(last));
         }
         let wait = budget.backoff.next().unwrap_or(self.config.backoff_max);
-        tracing::debug!(org_id = %self.endpoint.org_id, path = %budget.path, error = %last, wait_ms = wait.as_millis() as u64, "retrying");
+        tracing::warn!(org_id = %self.endpoint.org_id, path = %budget.path, error = %last, attempt = budget.attempts, wait_ms = wait.as_millis() as u64, "retrying");
         self.clock.sleep(wait).await;
         Ok(())
     }

@@ -459,16 +459,20 @@ impl Scenario {
             return Self::builtin(name_or_path);
         }
         let path = Path::new(name_or_path);
+        let extension = path.extension().and_then(|e| e.to_str());
+        if !matches!(extension, Some("toml" | "json")) {
+            bail!(
+                "{name_or_path:?} is neither a built-in scenario (demo, bench, test) nor a .toml/.json file"
+            );
+        }
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading scenario file {}", path.display()))?;
-        let sc: Scenario = match path.extension().and_then(|e| e.to_str()) {
-            Some("toml") => toml::from_str(&text)
-                .with_context(|| format!("parsing TOML scenario {}", path.display()))?,
-            Some("json") => serde_json::from_str(&text)
-                .with_context(|| format!("parsing JSON scenario {}", path.display()))?,
-            _ => bail!(
-                "{name_or_path:?} is neither a built-in scenario (demo, bench, test) nor a .toml/.json file"
-            ),
+        let sc: Scenario = if extension == Some("toml") {
+            toml::from_str(&text)
+                .with_context(|| format!("parsing TOML scenario {}", path.display()))?
+        } else {
+            serde_json::from_str(&text)
+                .with_context(|| format!("parsing JSON scenario {}", path.display()))?
         };
         sc.validate()?;
         Ok(sc)
