@@ -166,6 +166,10 @@ async fn run_strategy(
         ..RunSettings::default()
     };
     settings.engine.in_flight = in_flight;
+    // One request at a time means one day at a time too.
+    if in_flight == 1 {
+        settings.engine.days_in_flight = 1;
+    }
     settings.rate.max_wait = Duration::from_secs(3600);
     let started = Instant::now();
     let mut tasks = Vec::new();
