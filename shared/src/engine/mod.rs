@@ -138,6 +138,9 @@ pub struct Exporter {
     clock: Arc<dyn Clock>,
     config: EngineConfig,
     holder: String,
+    /// One cell per form id: set once the form is stored. Concurrent days of the org wait
+    /// for the same fetch; after a failure the next one tries again.
+    forms: std::sync::Mutex<BTreeMap<String, Arc<tokio::sync::OnceCell<()>>>>,
 }
 
 struct Run<'a> {
@@ -170,6 +173,7 @@ impl Exporter {
             clock,
             config,
             holder: holder.into(),
+            forms: std::sync::Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -486,22 +490,41 @@ impl Exporter {
                 tracing::warn!(%form_id, "form id is not safe as a key; not exported");
                 continue;
             };
-            if self.sink.exists(&key).await? {
-                continue;
-            }
-            let path = format!("/api/v2/quality/forms/evaluations/{form_id}");
-            match run
-                .calls
-                .get_json::<Box<serde_json::value::RawValue>>(&path)
-                .await
-            {
-                Ok(raw) => self.sink.put(&key, raw.get().as_bytes().to_vec()).await?,
-                Err(GenesysError::Api { status: 404, .. }) => {
-                    tracing::warn!(%form_id, "evaluation form not found; not exported")
-                }
-                Err(e) => return Err(e.into()),
-            }
+            let cell = Arc::clone(
+                self.forms
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(form_id.clone())
+                    .or_default(),
+            );
+            cell.get_or_try_init(|| self.export_form(run, form_id, &key))
+                .await?;
         }
         Ok(())
+    }
+
+    /// Stores one form version unless it is already there.
+    async fn export_form(
+        &self,
+        run: &Run<'_>,
+        form_id: &str,
+        key: &str,
+    ) -> Result<(), ExportError> {
+        if self.sink.exists(key).await? {
+            return Ok(());
+        }
+        let path = format!("/api/v2/quality/forms/evaluations/{form_id}");
+        match run
+            .calls
+            .get_json::<Box<serde_json::value::RawValue>>(&path)
+            .await
+        {
+            Ok(raw) => Ok(self.sink.put(key, raw.get().as_bytes().to_vec()).await?),
+            Err(GenesysError::Api { status: 404, .. }) => {
+                tracing::warn!(%form_id, "evaluation form not found; not exported");
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }

@@ -131,3 +131,40 @@ async fn each_manifest_counts_only_its_own_requests() {
         summary.stats.requests + summary.stats.token_requests
     );
 }
+
+#[tokio::test]
+async fn days_running_at_once_fetch_each_form_once() {
+    let mut latency = genesys_sim::LatencySpec::zero();
+    latency.endpoints.insert(
+        "form".into(),
+        genesys_sim::LatencyRange {
+            min_ms: 150,
+            max_ms: 150,
+        },
+    );
+    let h = Harness::start(Scenario::test().with_latency(latency)).await;
+    let org = h.org(0);
+    let jobs = h.jobs(&org);
+    let summary = run_org(&h.exporter(&org, "t"), &jobs, &NoProgress).await;
+    assert_eq!(summary.status, OrgStatus::Committed);
+    let mut referenced = std::collections::BTreeSet::new();
+    for job in &jobs {
+        let manifest =
+            scorecards_shared::ports::ExportSink::manifest(h.sink.as_ref(), &job.org_id, job.day)
+                .await
+                .unwrap()
+                .unwrap();
+        referenced.extend(manifest.form_ids);
+    }
+    let fetched = h
+        .sim
+        .stats()
+        .org(org.endpoint.org_id.as_str())
+        .endpoint("form")
+        .requests;
+    assert_eq!(
+        fetched as usize,
+        referenced.len(),
+        "one GET per referenced form version"
+    );
+}
