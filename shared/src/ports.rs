@@ -40,11 +40,12 @@ impl StoreError {
 pub struct Versioned {
     /// Starts at 1 and grows by one with each successful write.
     pub version: u64,
-    /// The item, JSON.
-    pub value: serde_json::Value,
+    /// The item, JSON text.
+    pub value: String,
 }
 
-/// Key → versioned JSON items with conditional writes (the DynamoDB `ConditionExpression`
+/// Key → versioned JSON items (as text, so large items are not held as trees) with
+/// conditional writes (the DynamoDB `ConditionExpression`
 /// model: `attribute_not_exists(pk)` or `version = :expected`).
 #[async_trait]
 pub trait ConditionalStore: Send + Sync + 'static {
@@ -57,7 +58,7 @@ pub trait ConditionalStore: Send + Sync + 'static {
         &self,
         key: &str,
         expected: Option<u64>,
-        value: &serde_json::Value,
+        value: &str,
     ) -> Result<bool, StoreError>;
 }
 

@@ -62,14 +62,14 @@ impl<S: ConditionalStore> StoreLedger<S> {
             let (version, item) = match current {
                 Some(v) => (
                     Some(v.version),
-                    Some(serde_json::from_value(v.value).map_err(|e| {
+                    Some(serde_json::from_str(&v.value).map_err(|e| {
                         StoreError::new("ledger", format!("item {key} is malformed: {e}"))
                     })?),
                 ),
                 None => (None, None),
             };
             let (next, out) = f(item)?;
-            let value = serde_json::to_value(&next)
+            let value = serde_json::to_string(&next)
                 .map_err(|e| StoreError::new("ledger", format!("cannot encode {key}: {e}")))?;
             if self.store.put_if(key, version, &value).await? {
                 return Ok(out);
@@ -280,7 +280,7 @@ impl<S: ConditionalStore> JobStore for StoreLedger<S> {
             .get(&spec.key())
             .await?
             .map(|v| {
-                serde_json::from_value(v.value).map_err(|e| {
+                serde_json::from_str(&v.value).map_err(|e| {
                     StoreError::new("ledger", format!("job {} is malformed: {e}", spec.key()))
                 })
             })

@@ -36,7 +36,7 @@ impl ConditionalStore for MemoryStore {
         &self,
         key: &str,
         expected: Option<u64>,
-        value: &serde_json::Value,
+        value: &str,
     ) -> Result<bool, StoreError> {
         let mut items = self
             .items
@@ -50,7 +50,7 @@ impl ConditionalStore for MemoryStore {
             key.to_owned(),
             Versioned {
                 version: expected.unwrap_or(0) + 1,
-                value: value.clone(),
+                value: value.to_owned(),
             },
         );
         Ok(true)

@@ -84,13 +84,10 @@ impl ConditionalStore for SqliteStore {
                 )
                 .optional()
                 .map_err(err)?;
-            row.map(|(version, value)| {
-                Ok(Versioned {
-                    version: version as u64,
-                    value: serde_json::from_str(&value).map_err(err)?,
-                })
-            })
-            .transpose()
+            Ok(row.map(|(version, value)| Versioned {
+                version: version as u64,
+                value,
+            }))
         })
         .await
     }
@@ -99,10 +96,10 @@ impl ConditionalStore for SqliteStore {
         &self,
         key: &str,
         expected: Option<u64>,
-        value: &serde_json::Value,
+        value: &str,
     ) -> Result<bool, StoreError> {
         let key = key.to_owned();
-        let text = value.to_string();
+        let text = value.to_owned();
         self.with_conn(move |conn| {
             let changed = match expected {
                 None => conn.execute(

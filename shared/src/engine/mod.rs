@@ -375,21 +375,24 @@ impl Exporter {
             })
             .buffer_unordered(in_flight.max(1));
 
-        let mut buffer: Vec<Fetched> = Vec::new();
-        let mut buffered_groups: Vec<String> = Vec::new();
+        // Each group's evaluations go straight into the gzip part being built; a part ends
+        // at the first group boundary past `part_records`.
+        let mut part = PartBuilder::new();
+        let mut part_groups: Vec<String> = Vec::new();
         while let Some(result) = results.next().await {
             let (group, fetched) = result?;
-            buffer.extend(fetched.into_values());
-            buffered_groups.push(group);
-            if buffer.len() >= self.config.part_records {
-                self.write_part(run, &mut buffer, &mut buffered_groups, observer)
+            self.push_group(run, &mut part, fetched.into_values())?;
+            part_groups.push(group);
+            if part.records() >= self.config.part_records as u64 {
+                let full = std::mem::replace(&mut part, PartBuilder::new());
+                self.write_part(run, full, &mut part_groups, observer)
                     .await?;
             }
             self.renew_lease_if_due(run).await?;
         }
         drop(results);
-        if !buffer.is_empty() || !buffered_groups.is_empty() {
-            self.write_part(run, &mut buffer, &mut buffered_groups, observer)
+        if part.records() > 0 || !part_groups.is_empty() {
+            self.write_part(run, part, &mut part_groups, observer)
                 .await?;
         }
         self.export_forms(run).await?;
@@ -432,40 +435,54 @@ impl Exporter {
         Ok(manifest)
     }
 
-    /// Writes the buffered evaluations as the next part (skipped when there are none),
-    /// marks their groups done and saves the checkpoint.
+    /// Appends one group's evaluations to the part being built and notes their forms.
+    fn push_group(
+        &self,
+        run: &mut Run<'_>,
+        part: &mut PartBuilder,
+        fetched: impl Iterator<Item = Fetched>,
+    ) -> Result<(), ExportError> {
+        let spec = run.spec;
+        let exported_at = self.clock.now();
+        let region = &self.client.endpoint().region;
+        for f in fetched {
+            part.push(&Line {
+                schema_version: SCHEMA_VERSION,
+                org_id: &spec.org_id,
+                region,
+                exported_at,
+                run_id: &run.cp.run_id,
+                window: LineWindow::new(run.cp.window, spec.date_field),
+                source: if f.automated { "auto" } else { "human" },
+                is_calibration: f.calibration,
+                evaluation: &f.raw,
+            })?;
+            if let Some(form) = f.form_id
+                && let Err(at) = run.cp.form_ids.binary_search(&form)
+            {
+                run.cp.form_ids.insert(at, form);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores `part` as the next part (skipped when it is empty), marks `groups` done and
+    /// saves the checkpoint.
     async fn write_part(
         &self,
         run: &mut Run<'_>,
-        buffer: &mut Vec<Fetched>,
+        part: PartBuilder,
         groups: &mut Vec<String>,
         observer: &dyn ExportObserver,
     ) -> Result<(), ExportError> {
-        let spec = run.spec;
-        if !buffer.is_empty() {
-            buffer.sort_by(|a, b| a.id.cmp(&b.id));
-            let exported_at = self.clock.now();
-            let region = self.client.endpoint().region.clone();
-            let mut part = PartBuilder::new();
-            let mut forms: BTreeSet<String> = run.cp.form_ids.iter().cloned().collect();
-            for f in buffer.iter() {
-                part.push(&Line {
-                    schema_version: SCHEMA_VERSION,
-                    org_id: &spec.org_id,
-                    region: &region,
-                    exported_at,
-                    run_id: &run.cp.run_id,
-                    window: LineWindow::new(run.cp.window, spec.date_field),
-                    source: if f.automated { "auto" } else { "human" },
-                    is_calibration: f.calibration,
-                    evaluation: &f.raw,
-                })?;
-                if let Some(form) = &f.form_id {
-                    forms.insert(form.clone());
-                }
-            }
+        if part.records() > 0 {
             let (bytes, records, sha256) = part.finish()?;
-            let key = part_key(&spec.org_id, spec.day, &run.cp.run_id, run.cp.parts.len());
+            let key = part_key(
+                &run.spec.org_id,
+                run.spec.day,
+                &run.cp.run_id,
+                run.cp.parts.len(),
+            );
             let size = bytes.len() as u64;
             self.sink.put(&key, bytes).await?;
             run.cp.parts.push(PartInfo {
@@ -474,11 +491,9 @@ impl Exporter {
                 bytes: size,
                 sha256,
             });
-            run.cp.form_ids = forms.into_iter().collect();
             observer.written(records);
         }
         run.cp.done_groups.append(groups);
-        buffer.clear();
         self.save(run).await
     }
 

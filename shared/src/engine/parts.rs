@@ -69,6 +69,11 @@ impl PartBuilder {
         Ok(())
     }
 
+    /// Lines written so far.
+    pub(crate) fn records(&self) -> u64 {
+        self.records
+    }
+
     /// The gzip bytes, the record count and the SHA-256 (lowercase hex).
     pub(crate) fn finish(self) -> std::io::Result<(Vec<u8>, u64, String)> {
         let bytes = self.encoder.finish()?;
