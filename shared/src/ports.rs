@@ -159,8 +159,11 @@ pub struct Checkpoint {
     /// The window this run exports (fixed when the run starts, so a resumed run finishes
     /// the window it discovered).
     pub window: Window,
-    /// The exact id set of the window, once discovery finished.
-    pub discovered: Option<Vec<Discovered>>,
+    /// The exact id set of the window, once discovery finished: a gzip NDJSON object of
+    /// [`Discovered`] in the sink ([`discovery_key`]), kept out of the job record so that
+    /// record stays small however large the window.
+    #[serde(default)]
+    pub discovery: Option<PartInfo>,
     /// Parts written so far, in order.
     pub parts: Vec<PartInfo>,
     /// Fetch groups (`evaluator:<id>`, `agent:<id>` or `single`) whose evaluations are all in `parts`.
@@ -376,6 +379,15 @@ pub fn part_key(org_id: &OrgId, date: Date, run_id: &RunId, index: usize) -> Str
     )
 }
 
+/// Key of a run's discovered id set: `<partition>/run=<run>/_discovery.ndjson.gz`
+/// (deleted once the run commits).
+pub fn discovery_key(org_id: &OrgId, date: Date, run_id: &RunId) -> String {
+    format!(
+        "{}/run={run_id}/_discovery.ndjson.gz",
+        partition_prefix(org_id, date)
+    )
+}
+
 /// Key of the manifest: `<partition>/_manifest.json`.
 pub fn manifest_key(org_id: &OrgId, date: Date) -> String {
     format!("{}/_manifest.json", partition_prefix(org_id, date))
@@ -396,6 +408,8 @@ pub fn form_key(org_id: &OrgId, form_id: &str) -> Option<String> {
 pub trait ExportSink: Send + Sync + 'static {
     /// Writes an object (a part or a form), replacing any object at `key`.
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError>;
+    /// Deletes the object at `key` (nothing to do when there is none).
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
     /// Whether an object exists at `key`.
     async fn exists(&self, key: &str) -> Result<bool, StoreError>;
     /// Reads an object.

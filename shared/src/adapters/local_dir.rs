@@ -69,6 +69,13 @@ impl ExportSink for LocalDirSink {
         write_atomically(&self.path(key)?, bytes).await
     }
 
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        match tokio::fs::remove_file(self.path(key)?).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(err(format!("{key}: {e}"))),
+            _ => Ok(()),
+        }
+    }
+
     async fn exists(&self, key: &str) -> Result<bool, StoreError> {
         tokio::fs::try_exists(self.path(key)?).await.map_err(err)
     }

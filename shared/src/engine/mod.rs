@@ -25,7 +25,7 @@ use crate::domain::{JobSpec, RunId};
 use crate::genesys::{Counted, GenesysClient, GenesysError};
 use crate::ports::{
     Checkpoint, Discovered, ExportSink, JobStatus, JobStore, JobStoreError, Lease, LeaseOutcome,
-    Manifest, PartInfo, RequestStats, StoreError, form_key, part_key,
+    Manifest, PartInfo, RequestStats, StoreError, discovery_key, form_key, part_key,
 };
 use fetch::{Fetched, SINGLE_GROUP, fetch_group, group_of};
 use parts::{Line, LineWindow, PartBuilder};
@@ -222,7 +222,7 @@ impl Exporter {
         let cp = checkpoint.unwrap_or_else(|| Checkpoint {
             run_id: RunId::generate(now),
             window: spec.window,
-            discovered: None,
+            discovery: None,
             parts: Vec::new(),
             done_groups: Vec::new(),
             form_ids: Vec::new(),
@@ -332,23 +332,26 @@ impl Exporter {
         observer: &dyn ExportObserver,
     ) -> Result<Manifest, ExportError> {
         let spec = run.spec;
-        if run.cp.discovered.is_none() {
-            let mut found = BTreeMap::new();
-            for &system_submitted in spec.source.system_submitted_values() {
-                discovery::discover(
-                    &run.calls,
-                    run.cp.window,
-                    spec.date_field,
-                    system_submitted,
-                    self.config.search,
-                    &mut found,
-                )
-                .await?;
+        let discovered = match self.read_discovery(run).await? {
+            Some(discovered) => discovered,
+            None => {
+                let mut found = BTreeMap::new();
+                for &system_submitted in spec.source.system_submitted_values() {
+                    discovery::discover(
+                        &run.calls,
+                        run.cp.window,
+                        spec.date_field,
+                        system_submitted,
+                        self.config.search,
+                        &mut found,
+                    )
+                    .await?;
+                }
+                let discovered: Vec<Discovered> = found.into_values().collect();
+                self.write_discovery(run, &discovered).await?;
+                discovered
             }
-            run.cp.discovered = Some(found.into_values().collect());
-            self.save(run).await?;
-        }
-        let discovered = run.cp.discovered.clone().unwrap_or_default();
+        };
         observer.discovered(discovered.len() as u64);
         observer.written(run.cp.parts.iter().map(|p| p.records).sum());
 
@@ -420,6 +423,11 @@ impl Exporter {
             stats,
         };
         self.sink.commit(&manifest).await?;
+        if let Some(discovery) = &run.cp.discovery
+            && let Err(e) = self.sink.delete(&discovery.key).await
+        {
+            tracing::warn!(key = %discovery.key, error = %e, "could not delete the discovery object");
+        }
         self.jobs
             .finish(
                 spec,
@@ -433,6 +441,48 @@ impl Exporter {
             )
             .await?;
         Ok(manifest)
+    }
+
+    /// Stores the window's discovered id set next to the run's parts and checkpoints it.
+    async fn write_discovery(
+        &self,
+        run: &mut Run<'_>,
+        discovered: &[Discovered],
+    ) -> Result<(), ExportError> {
+        let mut object = PartBuilder::new();
+        for d in discovered {
+            object.push(d)?;
+        }
+        let (bytes, records, sha256) = object.finish()?;
+        let key = discovery_key(&run.spec.org_id, run.spec.day, &run.cp.run_id);
+        let size = bytes.len() as u64;
+        self.sink.put(&key, bytes).await?;
+        run.cp.discovery = Some(PartInfo {
+            key,
+            records,
+            bytes: size,
+            sha256,
+        });
+        self.save(run).await
+    }
+
+    /// The checkpointed discovered id set, if any. A missing or damaged object is
+    /// discovered again (the run's written parts stay valid).
+    async fn read_discovery(&self, run: &Run<'_>) -> Result<Option<Vec<Discovered>>, ExportError> {
+        let Some(object) = &run.cp.discovery else {
+            return Ok(None);
+        };
+        let read = match self.sink.get(&object.key).await? {
+            Some(bytes) => parts::read_ndjson(&bytes, &object.sha256),
+            None => Err("missing".into()),
+        };
+        match read {
+            Ok(discovered) => Ok(Some(discovered)),
+            Err(problem) => {
+                tracing::warn!(key = %object.key, %problem, "discovery object unusable; discovering again");
+                Ok(None)
+            }
+        }
     }
 
     /// Appends one group's evaluations to the part being built and notes their forms.

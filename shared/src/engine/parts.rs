@@ -48,7 +48,7 @@ impl LineWindow {
     }
 }
 
-/// A gzip-compressed NDJSON part being built.
+/// A gzip-compressed NDJSON object being built (a part, or a run's discovered id set).
 pub(crate) struct PartBuilder {
     encoder: GzEncoder<Vec<u8>>,
     records: u64,
@@ -62,7 +62,7 @@ impl PartBuilder {
         }
     }
 
-    pub(crate) fn push(&mut self, line: &Line<'_>) -> std::io::Result<()> {
+    pub(crate) fn push(&mut self, line: &impl Serialize) -> std::io::Result<()> {
         serde_json::to_writer(&mut self.encoder, line)?;
         self.encoder.write_all(b"\n")?;
         self.records += 1;
@@ -80,4 +80,23 @@ impl PartBuilder {
         let sha = hex::encode(Sha256::digest(&bytes));
         Ok((bytes, self.records, sha))
     }
+}
+
+/// Reads a gzip NDJSON object written by [`PartBuilder`], checking its SHA-256.
+pub(crate) fn read_ndjson<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    sha256: &str,
+) -> Result<Vec<T>, String> {
+    use std::io::BufRead;
+    if hex::encode(Sha256::digest(bytes)) != sha256 {
+        return Err("checksum mismatch".into());
+    }
+    let reader = std::io::BufReader::new(flate2::read::GzDecoder::new(bytes));
+    reader
+        .lines()
+        .map(|line| {
+            let line = line.map_err(|e| e.to_string())?;
+            serde_json::from_str(&line).map_err(|e| e.to_string())
+        })
+        .collect()
 }

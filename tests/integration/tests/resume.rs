@@ -65,6 +65,8 @@ async fn a_killed_run_resumes_without_refetching_written_parts() {
         .checkpoint
         .expect("checkpoint saved");
     assert!(!checkpoint.parts.is_empty());
+    let discovery = checkpoint.discovery.clone().expect("discovery checkpointed");
+    assert!(h.sink.root().join(&discovery.key).exists());
     assert!(!checkpoint.done_groups.is_empty());
 
     // The killed run's lease runs out; a new run takes over.
@@ -83,6 +85,10 @@ async fn a_killed_run_resumes_without_refetching_written_parts() {
         manifest.parts[..checkpoint.parts.len()],
         checkpoint.parts[..],
         "written parts kept as they were"
+    );
+    assert!(
+        !h.sink.root().join(&discovery.key).exists(),
+        "the discovery object is deleted once the run commits"
     );
     assert_same(
         &h.exported(std::slice::from_ref(job)).await,
