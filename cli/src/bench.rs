@@ -49,6 +49,10 @@ pub struct BenchArgs {
     /// Requests in flight per org for the engine and the unpaced strategy.
     #[arg(long, default_value_t = 8)]
     in_flight: usize,
+    /// Run only these strategies (comma-separated: engine, fixed, unpaced) and skip the
+    /// two-exporter table unless `shared` is listed too.
+    #[arg(long, value_delimiter = ',', value_parser = ["engine", "fixed", "unpaced", "shared"])]
+    only: Vec<String>,
 }
 
 /// The simulator's orgs as exportable orgs (limits as the simulator enforces them).
@@ -309,55 +313,70 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         "bench: {} orgs x {} evaluations, quota {} requests per {} ms per org; three strategies, one after another",
         args.orgs, args.evaluations, args.allowed, args.window_ms
     );
+    let wanted = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
     let strategies = [
-        ("scorecards engine", Strategy::Engine, args.in_flight),
         (
+            "engine",
+            "scorecards engine",
+            Strategy::Engine,
+            args.in_flight,
+        ),
+        (
+            "fixed",
             &*format!("sequential, fixed {} ms delay", args.delay_ms),
             Strategy::FixedDelay(Duration::from_millis(args.delay_ms)),
             1,
         ),
         (
+            "unpaced",
             "unpaced, honours Retry-After",
             Strategy::Unpaced,
             args.in_flight,
         ),
     ];
     let mut figures = Vec::new();
-    for (name, strategy, in_flight) in strategies {
+    for (key, name, strategy, in_flight) in strategies {
+        if !wanted(key) {
+            continue;
+        }
         eprintln!("running: {name}");
         figures.push(run_strategy(name, scenario(), strategy, in_flight).await?);
     }
-    println!();
-    println!(
-        "{:<32} {:>9} {:>9} {:>10} {:>8} {:>7} {:>11} {:>10} {:>12} {:>7} {:>8}",
-        "strategy",
-        "wall",
-        "ideal",
-        "efficiency",
-        "requests",
-        "429s",
-        "violations",
-        "req/1k ev",
-        "max/window",
-        "failed",
-        "= truth"
-    );
-    for f in &figures {
+    if !figures.is_empty() {
+        println!();
         println!(
-            "{:<32} {:>8.2}s {:>8.2}s {:>10.3} {:>8} {:>7} {:>11} {:>10} {:>12} {:>7} {:>8}",
-            f.name,
-            f.wall.as_secs_f64(),
-            f.ideal.as_secs_f64(),
-            f.ideal.as_secs_f64() / f.wall.as_secs_f64(),
-            f.stats.requests + f.stats.token_requests,
-            f.sim_429,
-            f.violations,
-            per_thousand(f.stats.requests, f.evaluations),
-            format!("{}/{}", f.max_in_window, args.allowed),
-            f.failed,
-            if f.truth { "yes" } else { "NO" },
+            "{:<32} {:>9} {:>9} {:>10} {:>8} {:>7} {:>11} {:>10} {:>12} {:>7} {:>8}",
+            "strategy",
+            "wall",
+            "ideal",
+            "efficiency",
+            "requests",
+            "429s",
+            "violations",
+            "req/1k ev",
+            "max/window",
+            "failed",
+            "= truth"
         );
+        for f in &figures {
+            println!(
+                "{:<32} {:>8.2}s {:>8.2}s {:>10.3} {:>8} {:>7} {:>11} {:>10} {:>12} {:>7} {:>8}",
+                f.name,
+                f.wall.as_secs_f64(),
+                f.ideal.as_secs_f64(),
+                f.ideal.as_secs_f64() / f.wall.as_secs_f64(),
+                f.stats.requests + f.stats.token_requests,
+                f.sim_429,
+                f.violations,
+                per_thousand(f.stats.requests, f.evaluations),
+                format!("{}/{}", f.max_in_window, args.allowed),
+                f.failed,
+                if f.truth { "yes" } else { "NO" },
+            );
+        }
     }
-    run_shared(&args).await?;
+    if wanted("shared") {
+        run_shared(&args).await?;
+    }
     Ok(ExitCode::SUCCESS)
 }

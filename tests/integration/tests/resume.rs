@@ -65,7 +65,10 @@ async fn a_killed_run_resumes_without_refetching_written_parts() {
         .checkpoint
         .expect("checkpoint saved");
     assert!(!checkpoint.parts.is_empty());
-    let discovery = checkpoint.discovery.clone().expect("discovery checkpointed");
+    let discovery = checkpoint
+        .discovery
+        .clone()
+        .expect("discovery checkpointed");
     assert!(h.sink.root().join(&discovery.key).exists());
     assert!(!checkpoint.done_groups.is_empty());
 
