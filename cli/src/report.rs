@@ -38,19 +38,12 @@ fn status_text(status: &OrgStatus) -> String {
 pub fn print_table(rows: &[OrgRow]) {
     println!(
         "{:<38} {:<20} {:>11} {:>8} {:>5} {:>9} {:>18} {:>10}  status",
-        "org",
-        "region",
-        "evaluations",
-        "requests",
-        "429s",
-        "elapsed",
-        "rate/allowed (r/s)",
-        "req/1k ev"
+        "org", "region", "evaluations", "requests", "429s", "elapsed", "r/s (limit)", "req/1k ev"
     );
     for r in rows {
         let secs = r.elapsed.as_secs_f64().max(1e-3);
         let sent = r.stats.requests + r.stats.token_requests;
-        let allowed = f64::from(r.limit.allowed) * 1000.0 / r.limit.window_ms.max(1) as f64;
+        let limit = format!("{}/{}s", r.limit.allowed, r.limit.window_ms as f64 / 1000.0);
         println!(
             "{:<38} {:<20} {:>11} {:>8} {:>5} {:>8.1}s {:>18} {:>10}  {}",
             r.org_id,
@@ -59,7 +52,7 @@ pub fn print_table(rows: &[OrgRow]) {
             sent,
             r.stats.responses_429,
             secs,
-            format!("{:.2}/{:.2}", sent as f64 / secs, allowed),
+            format!("{:.2} ({limit})", sent as f64 / secs),
             per_thousand(r.stats.requests, r.evaluations),
             status_text(&r.status),
         );
