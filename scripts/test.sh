@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one test command (README "Test"): installs what the tests need, then runs every check.
-# Safe to run on a fresh clone; later runs reuse the cargo cache.
+# Safe to run on a fresh clone; later runs reuse the cargo cache and the moto venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,6 +8,27 @@ echo "== toolchain"
 cargo --version
 cargo fmt --version >/dev/null 2>&1 || { echo "rustfmt is missing: rustup component add rustfmt" >&2; exit 1; }
 cargo clippy --version >/dev/null 2>&1 || { echo "clippy is missing: rustup component add clippy" >&2; exit 1; }
+
+echo "== local AWS emulator (moto)"
+# Outside the clone so later runs reuse it; pinned to the version measured here.
+venv="${SCORECARDS_MOTO_VENV:-$HOME/.cache/scorecards/venv-moto}"
+if [ ! -x "$venv/bin/moto_server" ]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet 'moto[server]==5.2.5'
+fi
+port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+moto_log="$(mktemp)"
+"$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$moto_log" 2>&1 &
+moto_pid=$!
+trap 'kill "$moto_pid" 2>/dev/null || true; rm -f "$moto_log"' EXIT
+for _ in $(seq 100); do
+  curl -sf -o /dev/null "http://127.0.0.1:$port/moto-api/" && break
+  sleep 0.2
+done
+curl -sf -o /dev/null "http://127.0.0.1:$port/moto-api/" || { echo "moto did not start:" >&2; cat "$moto_log" >&2; exit 1; }
+export AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
+  AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
+echo "moto on $AWS_ENDPOINT_URL"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -3,6 +3,8 @@
 
 mod harness;
 
+mod aws;
 mod export;
 mod faults;
 mod resume;
+mod stores;

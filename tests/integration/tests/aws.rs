@@ -1,0 +1,130 @@
+//! The AWS adapters against a local AWS emulator. `bash scripts/test.sh` installs and starts
+//! moto and sets `AWS_ENDPOINT_URL`; without it these tests fail and say so.
+
+use std::sync::Arc;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+use genesys_sim::Scenario;
+use scorecards_shared::adapters::dynamodb::DynamoStore;
+use scorecards_shared::adapters::ledger::StoreLedger;
+use scorecards_shared::adapters::s3::{self, S3Sink};
+use scorecards_shared::clock::Clock;
+use scorecards_shared::engine::{ExportOutcome, NoProgress};
+use scorecards_shared::output::committed_by_id;
+use scorecards_shared::ports::ExportSink;
+use scorecards_shared::runner::{OrgStatus, Ports, org_exporter, run_org};
+
+use crate::harness::{Harness, assert_same, settings};
+
+async fn config() -> aws_config::SdkConfig {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL").is_ok(),
+        "AWS_ENDPOINT_URL is not set: run `bash scripts/test.sh`, which starts a local AWS emulator (moto)"
+    );
+    aws_config::load_from_env().await
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid_like())
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// A fresh table shaped like the stack's (partition key `pk`, on-demand).
+pub async fn dynamo_store() -> DynamoStore {
+    let client = aws_sdk_dynamodb::Client::new(&config().await);
+    let table = unique("scorecards-test");
+    client
+        .create_table()
+        .table_name(&table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("create table on the emulator");
+    DynamoStore::new(client, table)
+}
+
+async fn s3_sink() -> S3Sink {
+    let client = s3::client(&config().await);
+    let bucket = unique("scorecards-test");
+    client
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("create bucket on the emulator");
+    S3Sink::new(client, bucket, "exports")
+}
+
+#[tokio::test]
+async fn an_export_into_s3_with_dynamodb_state_equals_ground_truth() {
+    let h = Harness::start(Scenario::test()).await;
+    let store = Arc::new(StoreLedger::new(dynamo_store().await));
+    let sink: Arc<dyn ExportSink> = Arc::new(s3_sink().await);
+    let ports = Ports {
+        ledger: store.clone(),
+        jobs: store,
+        sink: Arc::clone(&sink),
+        clock: Arc::new(h.clock.clone()) as Arc<dyn Clock>,
+    };
+    let org = h.org(0);
+    let jobs = h.jobs(&org);
+    let exporter = org_exporter(&org, &settings(), &ports, "aws").unwrap();
+    let summary = run_org(&exporter, &jobs, &NoProgress).await;
+    assert_eq!(summary.status, OrgStatus::Committed, "{summary:?}");
+    let exported = committed_by_id(sink.as_ref(), &jobs).await.unwrap();
+    assert_same(&exported, &h.truth(&org, &jobs));
+
+    // A forced re-export writes a new run, commits it, and deletes the old run's objects.
+    let first = sink
+        .manifest(&jobs[0].org_id, jobs[0].day)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut forced = settings();
+    forced.engine.force = true;
+    let again = org_exporter(&org, &forced, &ports, "aws-2").unwrap();
+    let report = again.exporter.run(&jobs[0], &NoProgress).await.unwrap();
+    let ExportOutcome::Committed(second) = report.outcome else {
+        panic!("{:?}", report.outcome)
+    };
+    assert_ne!(second.run_id, first.run_id);
+    for part in &first.parts {
+        assert!(
+            !sink.exists(&part.key).await.unwrap(),
+            "{} is deleted",
+            part.key
+        );
+    }
+    for part in &second.parts {
+        assert!(sink.exists(&part.key).await.unwrap());
+    }
+    assert_same(
+        &committed_by_id(sink.as_ref(), &jobs).await.unwrap(),
+        &h.truth(&org, &jobs),
+    );
+}
