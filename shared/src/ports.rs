@@ -421,3 +421,53 @@ pub trait ExportSink: Send + Sync + 'static {
     /// Reads a partition's committed manifest.
     async fn manifest(&self, org_id: &OrgId, date: Date) -> Result<Option<Manifest>, StoreError>;
 }
+
+/// One export job on the queue: the SQS message body (JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobMessage {
+    /// The org × day × date field to export.
+    pub job: JobSpec,
+    /// The dispatch request that created it (`job_id` of the dispatch response).
+    pub request_id: String,
+    /// How many continuations led here (0 for the first message).
+    #[serde(default)]
+    pub hop: u32,
+}
+
+/// Sends export jobs (SQS on AWS). `delay` is capped at 900 s (the SQS maximum); a longer
+/// deferral hops again when it arrives.
+#[async_trait]
+pub trait JobQueue: Send + Sync + 'static {
+    /// Enqueues `message`, visible after `delay`.
+    async fn send(
+        &self,
+        message: &JobMessage,
+        delay: std::time::Duration,
+    ) -> Result<(), StoreError>;
+}
+
+/// A credential problem for one org: names the org and what to fix. Never holds the secret.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    /// No credentials are registered for the org.
+    #[error("org {0}: no credentials registered (onboard it first)")]
+    Unknown(OrgId),
+    /// The stored credentials are malformed.
+    #[error("org {org}: stored credentials are invalid: {problem}")]
+    Invalid {
+        /// The org.
+        org: OrgId,
+        /// Field and fix.
+        problem: String,
+    },
+    /// The secret store failed (retryable).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Org id → hosts, client id and client secret (Secrets Manager on AWS).
+#[async_trait]
+pub trait CredentialSource: Send + Sync + 'static {
+    /// The org's endpoint, credentials and assumed limit.
+    async fn org(&self, org_id: &OrgId) -> Result<crate::config::OrgSetup, CredentialError>;
+}

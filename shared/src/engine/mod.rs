@@ -47,6 +47,9 @@ pub struct EngineConfig {
     pub days_in_flight: usize,
     /// Job lease length; renewed while the run goes on. Default 180 s.
     pub lease: Duration,
+    /// Stop by this time (UTC) with a checkpoint, as if deferred to now: the end of a Lambda
+    /// invocation, less a margin. Leases never outlive it. Default none.
+    pub deadline: Option<Timestamp>,
     /// Re-export a day even if it is committed and up to date.
     pub force: bool,
 }
@@ -63,6 +66,7 @@ impl Default for EngineConfig {
             in_flight: 8,
             days_in_flight: 2,
             lease: Duration::from_secs(180),
+            deadline: None,
             force: false,
         }
     }
@@ -114,6 +118,9 @@ pub enum ExportError {
     /// The sink or a store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The run reached `EngineConfig::deadline` (handled as a deferral to now).
+    #[error("out of time for this invocation")]
+    OutOfTime,
     /// Writing a part failed.
     #[error("writing a part: {0}")]
     Io(#[from] std::io::Error),
@@ -203,7 +210,7 @@ impl Exporter {
                 evaluations: *evaluations,
             });
         }
-        let lease_until = clock::add(now, self.config.lease);
+        let lease_until = self.lease_until(now);
         let checkpoint = match self
             .jobs
             .acquire(spec, &self.holder, lease_until, now)
@@ -247,12 +254,18 @@ impl Exporter {
                 stats,
                 evaluations,
             }),
-            Err(ExportError::Genesys(GenesysError::Deferred { until })) => {
+            Err(
+                e @ (ExportError::Genesys(GenesysError::Deferred { .. }) | ExportError::OutOfTime),
+            ) => {
+                let until = match e {
+                    ExportError::Genesys(GenesysError::Deferred { until }) => until,
+                    _ => now,
+                };
                 run.cp.stats = stats;
                 self.jobs
                     .save_checkpoint(spec, &self.holder, &run.cp, now)
                     .await?;
-                let reason = format!("Retry-After deadline {until}");
+                let reason = e.to_string();
                 self.jobs
                     .finish(
                         spec,
@@ -290,6 +303,14 @@ impl Exporter {
         }
     }
 
+    /// A lease from `now`, never past the deadline.
+    fn lease_until(&self, now: Timestamp) -> Timestamp {
+        let until = clock::add(now, self.config.lease);
+        self.config
+            .deadline
+            .map_or(until, |d| until.min(d.max(now)))
+    }
+
     fn stats(&self, run: &Run<'_>) -> RequestStats {
         let mut stats = run.base_stats;
         let mut own = run.calls.stats();
@@ -302,12 +323,7 @@ impl Exporter {
         let now = self.clock.now();
         if now >= run.lease_renew_at {
             self.jobs
-                .renew(
-                    run.spec,
-                    &self.holder,
-                    clock::add(now, self.config.lease),
-                    now,
-                )
+                .renew(run.spec, &self.holder, self.lease_until(now), now)
                 .await?;
             run.lease_renew_at = clock::add(now, self.config.lease / 3);
         }
@@ -392,6 +408,11 @@ impl Exporter {
                     .await?;
             }
             self.renew_lease_if_due(run).await?;
+            if let Some(deadline) = self.config.deadline
+                && self.clock.now() >= deadline
+            {
+                return Err(ExportError::OutOfTime);
+            }
         }
         drop(results);
         if part.records() > 0 || !part_groups.is_empty() {
@@ -403,7 +424,7 @@ impl Exporter {
         // Still ours? Then commit: the manifest is the last write.
         let now = self.clock.now();
         self.jobs
-            .renew(spec, &self.holder, clock::add(now, self.config.lease), now)
+            .renew(spec, &self.holder, self.lease_until(now), now)
             .await?;
         let stats = self.stats(run);
         let manifest = Manifest {

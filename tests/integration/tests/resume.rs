@@ -113,3 +113,43 @@ async fn a_killed_run_resumes_without_refetching_written_parts() {
         full.stats.requests + full.stats.token_requests
     );
 }
+
+#[tokio::test]
+async fn a_run_that_reaches_its_deadline_defers_to_now_and_resumes() {
+    use scorecards_shared::clock::Clock;
+    use scorecards_shared::runner::org_exporter;
+
+    let h = Harness::start(Scenario::test()).await;
+    let org = h.org(0);
+    let job = &h.jobs(&org)[1];
+    let mut settings = crate::harness::settings();
+    settings.engine.deadline = Some(h.clock.now());
+    let out_of_time = org_exporter(&org, &settings, &h.ports, "short").unwrap();
+    let report = out_of_time.exporter.run(job, &NoProgress).await.unwrap();
+    assert_eq!(
+        report.outcome,
+        ExportOutcome::Deferred {
+            until: h.clock.now()
+        }
+    );
+    let record = h.ports.jobs.get(job).await.unwrap().unwrap();
+    assert!(record.lease.is_none(), "the lease is released");
+    let checkpoint = record.checkpoint.expect("checkpoint kept");
+    assert!(checkpoint.discovery.is_some());
+
+    let report = h
+        .exporter(&org, "next")
+        .exporter
+        .run(job, &NoProgress)
+        .await
+        .unwrap();
+    assert!(
+        matches!(report.outcome, ExportOutcome::Committed(_)),
+        "{:?}",
+        report.outcome
+    );
+    assert_same(
+        &h.exported(std::slice::from_ref(job)).await,
+        &h.truth(&org, std::slice::from_ref(job)),
+    );
+}

@@ -1,0 +1,44 @@
+//! An SQS [`JobQueue`]: one message per job, body = [`JobMessage`] JSON, `DelaySeconds` ≤ 900.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_sqs::Client;
+
+use crate::ports::{JobMessage, JobQueue, StoreError};
+
+/// The SQS maximum for `DelaySeconds`.
+pub const MAX_DELAY: Duration = Duration::from_secs(900);
+
+/// Jobs on one queue.
+#[derive(Debug, Clone)]
+pub struct SqsQueue {
+    client: Client,
+    queue_url: String,
+}
+
+impl SqsQueue {
+    /// A queue by URL.
+    pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl JobQueue for SqsQueue {
+    async fn send(&self, message: &JobMessage, delay: Duration) -> Result<(), StoreError> {
+        let body = serde_json::to_string(message).map_err(|e| StoreError::new("sqs", e))?;
+        self.client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .delay_seconds(delay.min(MAX_DELAY).as_secs() as i32)
+            .send()
+            .await
+            .map_err(|e| StoreError::new("sqs", aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+        Ok(())
+    }
+}
