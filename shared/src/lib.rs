@@ -18,6 +18,7 @@ pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod genesys;
+pub mod handlers;
 pub mod output;
 pub mod ports;
 pub mod rate;

@@ -1,1 +1,31 @@
-fn main() {}
+//! `dispatch`: EventBridge Scheduler or the partner backend → one SQS message per
+//! org × UTC day. Logic: `scorecards_shared::handlers::dispatch`.
+
+use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
+use scorecards_shared::handlers::{aws_env, dispatch};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_target(false)
+        .without_time()
+        .init();
+    let env = aws_env::dispatch_env().await?;
+    let env = &env;
+    lambda_runtime::run(service_fn(
+        |event: LambdaEvent<serde_json::Value>| async move {
+            dispatch::dispatch_json(env, event.payload)
+                .await
+                .map_err(|e| Diagnostic {
+                    error_type: match e {
+                        dispatch::DispatchError::BadRequest(_) => "BadRequest",
+                        dispatch::DispatchError::Store(_) => "Retryable",
+                    }
+                    .into(),
+                    error_message: e.to_string(),
+                })
+        },
+    ))
+    .await
+}

@@ -287,3 +287,81 @@ impl<S: ConditionalStore> JobStore for StoreLedger<S> {
             .transpose()
     }
 }
+
+/// The orgs registry item: `registry#orgs` = `{"org_ids": [...]}` (sorted).
+const REGISTRY_KEY: &str = "registry#orgs";
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Registry {
+    org_ids: Vec<crate::domain::OrgId>,
+}
+
+impl<S: ConditionalStore> StoreLedger<S> {
+    /// Adds an org to the registry (idempotent).
+    pub async fn register_org(&self, org_id: &crate::domain::OrgId) -> Result<(), StoreError> {
+        self.update(REGISTRY_KEY, |r: Option<Registry>| {
+            let mut r = r.unwrap_or_default();
+            if let Err(at) = r.org_ids.binary_search(org_id) {
+                r.org_ids.insert(at, org_id.clone());
+            }
+            Ok::<_, StoreError>((r, ()))
+        })
+        .await
+    }
+
+    /// Removes an org from the registry (idempotent).
+    pub async fn remove_org(&self, org_id: &crate::domain::OrgId) -> Result<(), StoreError> {
+        self.update(REGISTRY_KEY, |r: Option<Registry>| {
+            let mut r = r.unwrap_or_default();
+            r.org_ids.retain(|o| o != org_id);
+            Ok::<_, StoreError>((r, ()))
+        })
+        .await
+    }
+
+    /// Every registered org, sorted.
+    pub async fn orgs(&self) -> Result<Vec<crate::domain::OrgId>, StoreError> {
+        match self.store.get(REGISTRY_KEY).await? {
+            None => Ok(Vec::new()),
+            Some(v) => serde_json::from_str::<Registry>(&v.value)
+                .map(|r| r.org_ids)
+                .map_err(|e| StoreError::new("ledger", format!("registry is malformed: {e}"))),
+        }
+    }
+
+    /// The response recorded under an idempotency key, if any.
+    pub async fn recall<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
+        let key = format!("request#{key}");
+        self.store
+            .get(&key)
+            .await?
+            .map(|v| {
+                serde_json::from_str(&v.value)
+                    .map_err(|e| StoreError::new("ledger", format!("{key} is malformed: {e}")))
+            })
+            .transpose()
+    }
+
+    /// Records `response` under an idempotency key (`request#<key>`) unless one is recorded
+    /// already; returns the recorded one in that case.
+    pub async fn remember<T: Serialize + DeserializeOwned + Send>(
+        &self,
+        key: &str,
+        response: &T,
+    ) -> Result<Option<T>, StoreError> {
+        let key = format!("request#{key}");
+        let value = serde_json::to_string(response)
+            .map_err(|e| StoreError::new("ledger", format!("cannot encode {key}: {e}")))?;
+        if self.store.put_if(&key, None, &value).await? {
+            return Ok(None);
+        }
+        let existing = self
+            .store
+            .get(&key)
+            .await?
+            .ok_or_else(|| StoreError::new("ledger", format!("{key} vanished")))?;
+        serde_json::from_str(&existing.value)
+            .map(Some)
+            .map_err(|e| StoreError::new("ledger", format!("{key} is malformed: {e}")))
+    }
+}

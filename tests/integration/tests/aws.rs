@@ -18,7 +18,7 @@ use scorecards_shared::runner::{OrgStatus, Ports, org_exporter, run_org};
 
 use crate::harness::{Harness, assert_same, settings};
 
-async fn config() -> aws_config::SdkConfig {
+pub async fn config() -> aws_config::SdkConfig {
     assert!(
         std::env::var("AWS_ENDPOINT_URL").is_ok(),
         "AWS_ENDPOINT_URL is not set: run `bash scripts/test.sh`, which starts a local AWS emulator (moto)"
@@ -26,7 +26,7 @@ async fn config() -> aws_config::SdkConfig {
     aws_config::load_from_env().await
 }
 
-fn unique(prefix: &str) -> String {
+pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid_like())
 }
 
@@ -68,7 +68,7 @@ pub async fn dynamo_store() -> DynamoStore {
     DynamoStore::new(client, table)
 }
 
-async fn s3_sink() -> S3Sink {
+pub async fn s3_sink() -> S3Sink {
     let client = s3::client(&config().await);
     let bucket = unique("scorecards-test");
     client

@@ -6,5 +6,6 @@ mod harness;
 mod aws;
 mod export;
 mod faults;
+mod functions;
 mod resume;
 mod stores;

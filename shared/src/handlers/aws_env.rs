@@ -1,0 +1,90 @@
+//! Building the functions' ports from their environment (the stack sets these variables):
+//!
+//! | variable | used by | meaning |
+//! |---|---|---|
+//! | `TABLE_NAME` | dispatch, export | DynamoDB table (partition key `pk`) |
+//! | `QUEUE_URL` | dispatch, export | SQS job queue |
+//! | `BUCKET_NAME` | export | S3 bucket of the output |
+//! | `OUTPUT_PREFIX` | export | key prefix in the bucket (default none) |
+//! | `ORG_SECRET_PREFIX` | export | Secrets Manager name prefix (default `scorecards/orgs/`) |
+//!
+//! AWS clients honour `AWS_ENDPOINT_URL` (and per-service overrides), so the same binaries
+//! run against a local emulator; S3 then uses path-style addressing.
+
+use std::sync::Arc;
+
+use crate::adapters::dynamodb::DynamoStore;
+use crate::adapters::ledger::StoreLedger;
+use crate::adapters::s3::{self, S3Sink};
+use crate::adapters::secrets::SecretsManagerCredentials;
+use crate::adapters::sqs::SqsQueue;
+use crate::clock::SystemClock;
+use crate::handlers::dispatch::{DispatchEnv, DispatchLimits};
+use crate::handlers::export::ExportEnv;
+use crate::runner::RunSettings;
+
+/// Every environment variable the functions read.
+pub const VARIABLES: &[&str] = &[
+    "TABLE_NAME",
+    "QUEUE_URL",
+    "BUCKET_NAME",
+    "OUTPUT_PREFIX",
+    "ORG_SECRET_PREFIX",
+];
+
+/// A missing required variable.
+#[derive(Debug, thiserror::Error)]
+#[error("environment variable {0} is not set")]
+pub struct MissingVariable(pub &'static str);
+
+fn var(name: &'static str) -> Result<String, MissingVariable> {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .ok_or(MissingVariable(name))
+}
+
+/// The dispatch function's ports.
+pub async fn dispatch_env() -> Result<DispatchEnv<DynamoStore>, MissingVariable> {
+    let config = aws_config::load_from_env().await;
+    Ok(DispatchEnv {
+        ledger: StoreLedger::new(DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&config),
+            var("TABLE_NAME")?,
+        )),
+        queue: Arc::new(SqsQueue::new(
+            aws_sdk_sqs::Client::new(&config),
+            var("QUEUE_URL")?,
+        )),
+        clock: Arc::new(SystemClock),
+        limits: DispatchLimits::default(),
+    })
+}
+
+/// The export function's ports.
+pub async fn export_env() -> Result<ExportEnv, MissingVariable> {
+    let config = aws_config::load_from_env().await;
+    let store = Arc::new(StoreLedger::new(DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&config),
+        var("TABLE_NAME")?,
+    )));
+    Ok(ExportEnv {
+        ledger: store.clone(),
+        jobs: store,
+        sink: Arc::new(S3Sink::new(
+            s3::client(&config),
+            var("BUCKET_NAME")?,
+            &std::env::var("OUTPUT_PREFIX").unwrap_or_default(),
+        )),
+        queue: Arc::new(SqsQueue::new(
+            aws_sdk_sqs::Client::new(&config),
+            var("QUEUE_URL")?,
+        )),
+        credentials: Arc::new(SecretsManagerCredentials::new(
+            aws_sdk_secretsmanager::Client::new(&config),
+            std::env::var("ORG_SECRET_PREFIX").unwrap_or_else(|_| "scorecards/orgs/".into()),
+        )),
+        clock: Arc::new(SystemClock),
+        settings: RunSettings::default(),
+    })
+}

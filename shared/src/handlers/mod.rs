@@ -1,0 +1,10 @@
+//! The logic of the Lambda functions (DESIGN §2); each `functions/*/src/main.rs` only builds
+//! clients from its environment and calls in here.
+//!
+//! - [`dispatch`]: schedule or on-demand request → one queue message per org × UTC day.
+//! - [`export`]: one queue message → one export job run, continued later if deferred.
+//! - [`aws_env`]: their ports, built from environment variables.
+
+pub mod aws_env;
+pub mod dispatch;
+pub mod export;
