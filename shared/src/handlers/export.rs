@@ -153,9 +153,9 @@ pub async fn handle_sqs_event(
             Ok(handled) => tracing::info!(message_id = %id, ?handled, "message handled"),
             Err(e) => {
                 tracing::error!(message_id = %id, error = %e, "message failed; SQS will redeliver it");
-                let mut failure = BatchItemFailure::default();
-                failure.item_identifier = id;
-                response.batch_item_failures.push(failure);
+                response.batch_item_failures.push(BatchItemFailure {
+                    item_identifier: id,
+                });
             }
         }
     }

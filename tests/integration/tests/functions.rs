@@ -128,12 +128,13 @@ impl Stack {
                     .send()
                     .await
                     .unwrap();
-                let mut record = SqsMessage::default();
-                record.message_id = m.message_id.clone();
-                record.body = m.body.clone();
-                let mut event = SqsEvent::default();
-                event.records = vec![record];
-                events.push(event);
+                events.push(SqsEvent {
+                    records: vec![SqsMessage {
+                        message_id: m.message_id.clone(),
+                        body: m.body.clone(),
+                        ..SqsMessage::default()
+                    }],
+                });
             }
         }
     }
