@@ -4,8 +4,8 @@
 //! |---|---|---|
 //! | `TABLE_NAME` | dispatch, export | DynamoDB table (partition key `pk`) |
 //! | `QUEUE_URL` | dispatch, export | SQS job queue |
-//! | `BUCKET_NAME` | export | S3 bucket of the output |
-//! | `OUTPUT_PREFIX` | export | key prefix in the bucket (default none) |
+//! | `BUCKET_NAME` | export, analytics | S3 bucket of the output |
+//! | `OUTPUT_PREFIX` | export, analytics | key prefix in the bucket (default none) |
 //! | `ORG_SECRET_PREFIX` | export | Secrets Manager name prefix (default `scorecards/orgs/`) |
 //!
 //! AWS clients honour `AWS_ENDPOINT_URL` (and per-service overrides), so the same binaries
@@ -44,6 +44,19 @@ fn var(name: &'static str) -> Result<String, MissingVariable> {
         .ok_or(MissingVariable(name))
 }
 
+/// The analytics function's sink (the output bucket).
+pub async fn analytics_sink() -> Result<S3Sink, MissingVariable> {
+    output_sink(&aws_config::load_from_env().await)
+}
+
+fn output_sink(config: &aws_config::SdkConfig) -> Result<S3Sink, MissingVariable> {
+    Ok(S3Sink::new(
+        s3::client(config),
+        var("BUCKET_NAME")?,
+        &std::env::var("OUTPUT_PREFIX").unwrap_or_default(),
+    ))
+}
+
 /// The dispatch function's ports.
 pub async fn dispatch_env() -> Result<DispatchEnv<DynamoStore>, MissingVariable> {
     let config = aws_config::load_from_env().await;
@@ -71,11 +84,7 @@ pub async fn export_env() -> Result<ExportEnv, MissingVariable> {
     Ok(ExportEnv {
         ledger: store.clone(),
         jobs: store,
-        sink: Arc::new(S3Sink::new(
-            s3::client(&config),
-            var("BUCKET_NAME")?,
-            &std::env::var("OUTPUT_PREFIX").unwrap_or_default(),
-        )),
+        sink: Arc::new(output_sink(&config)?),
         queue: Arc::new(SqsQueue::new(
             aws_sdk_sqs::Client::new(&config),
             var("QUEUE_URL")?,

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_lambda_events::event::s3::S3Event;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use genesys_sim::Scenario;
 use scorecards_shared::adapters::dynamodb::DynamoStore;
@@ -12,6 +13,7 @@ use scorecards_shared::adapters::secrets::SecretsManagerCredentials;
 use scorecards_shared::adapters::sqs::SqsQueue;
 use scorecards_shared::clock::{Clock, add};
 use scorecards_shared::domain::{DateField, JobSpec, Source};
+use scorecards_shared::handlers::analytics::handle_s3_event;
 use scorecards_shared::handlers::dispatch::{
     DispatchEnv, DispatchError, DispatchLimits, dispatch_json,
 };
@@ -182,6 +184,48 @@ async fn dispatch_then_export_lands_the_ground_truth_in_s3() {
         .await
         .unwrap();
     assert_same(&exported, &s.h.truth(&org, &jobs));
+
+    // Each manifest triggers analytics (a real S3 notification, URL-encoded key); running
+    // it again on the same manifest writes the same bytes.
+    for job in &jobs {
+        let key = format!(
+            "exports/evaluations/org_id%3D{}/date%3D{}/_manifest.json",
+            job.org_id, job.day
+        );
+        let event: S3Event = serde_json::from_value(json!({"Records": [{
+            "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+            "eventTime": "2026-11-29T00:00:00.000Z", "eventName": "ObjectCreated:Put",
+            "userIdentity": {"principalId": "AWS:EXPORTER"},
+            "requestParameters": {"sourceIPAddress": "10.0.0.1"},
+            "responseElements": {"x-amz-request-id": "R", "x-amz-id-2": "I"},
+            "s3": {"s3SchemaVersion": "1.0", "configurationId": "manifest",
+                   "bucket": {"name": "b", "ownerIdentity": {"principalId": "O"}, "arn": "arn:aws:s3:::b"},
+                   "object": {"key": key, "size": 1, "eTag": "e", "sequencer": "1"}}
+        }]}))
+        .unwrap();
+        let first = handle_s3_event(s.export.sink.as_ref(), event.clone())
+            .await
+            .unwrap();
+        let summaries = &first[0];
+        let summarised: u64 = summaries.by_agent_form.iter().map(|a| a.evaluations).sum();
+        let committed = s
+            .export
+            .sink
+            .manifest(&job.org_id, job.day)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(summarised + summaries.skipped, committed.total_records);
+        let path = format!(
+            "analytics/org_id={}/date={}/by_question.json",
+            job.org_id, job.day
+        );
+        let before = s.export.sink.get(&path).await.unwrap().unwrap();
+        handle_s3_event(s.export.sink.as_ref(), event)
+            .await
+            .unwrap();
+        assert_eq!(s.export.sink.get(&path).await.unwrap().unwrap(), before);
+    }
 
     // Replaying the request with the same key returns the same job and enqueues nothing.
     let again = dispatch_json(&s.dispatch, s.request("backfill-1"))
