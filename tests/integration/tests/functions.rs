@@ -17,7 +17,7 @@ use scorecards_shared::handlers::analytics::handle_s3_event;
 use scorecards_shared::handlers::dispatch::{
     DispatchEnv, DispatchError, DispatchLimits, dispatch_json,
 };
-use scorecards_shared::handlers::export::{ExportEnv, handle_sqs_event};
+use scorecards_shared::handlers::export::{ExportEnv, Handled, handle_message, handle_sqs_event};
 use scorecards_shared::output::committed_by_id;
 use scorecards_shared::ports::JobMessage;
 use serde_json::json;
@@ -365,4 +365,34 @@ async fn a_long_retry_after_sends_a_continuation_instead_of_waiting() {
         .get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed)
         .cloned();
     assert_eq!(delayed.as_deref(), Some("1"));
+}
+
+#[tokio::test]
+async fn two_invocations_on_one_job_export_it_once() {
+    let s = stack().await;
+    let day = &s.jobs()[1];
+    let request = json!({
+        "orgs": [s.h.sim.orgs()[0].org_id],
+        "from": day.window.from.to_string(),
+        "to": day.window.to.to_string(),
+        "idempotency_key": "twice",
+    });
+    dispatch_json(&s.dispatch, request).await.unwrap();
+    let events = s.drain().await;
+    let body = events[0].records[0].body.clone().unwrap();
+    let deadline = add(s.h.clock.now(), Duration::from_secs(900));
+    let (a, b) = tokio::join!(
+        handle_message(&s.export, &body, "invocation-a", deadline),
+        handle_message(&s.export, &body, "invocation-b", deadline)
+    );
+    let mut outcomes = [a.unwrap(), b.unwrap()];
+    outcomes.sort_by_key(|h| matches!(h, Handled::AlreadyRunning));
+    assert!(matches!(outcomes[0], Handled::Done { .. }), "{outcomes:?}");
+    assert_eq!(outcomes[1], Handled::AlreadyRunning);
+    let org = s.h.org(0);
+    let one = std::slice::from_ref(day);
+    assert_same(
+        &committed_by_id(s.export.sink.as_ref(), one).await.unwrap(),
+        &s.h.truth(&org, one),
+    );
 }
