@@ -402,9 +402,9 @@ impl OrgSpec {
 ///
 /// Data period: evaluations are created in `[period_start, period_end)` where
 /// `period_start = anchor − days_before days` and `period_end` is the explicit field or,
-/// by default, `min(now, anchor + 1 day)` resolved when the server starts. `anchor`
-/// defaults to the start of the current UTC day. Set `anchor` (in the past) or
-/// `period_end` for byte-identical data across runs.
+/// by default, the anchor. `anchor` defaults to the start of the current UTC day, so the
+/// data is the same for every start on one day. Set `anchor` (in the past) or `period_end`
+/// for data that never moves.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Scenario {
@@ -568,7 +568,7 @@ impl Scenario {
         self.seed = seed;
         self
     }
-    /// Set the anchor (period = `days_before` days before it, plus up to one day after).
+    /// Set the anchor (period = the `days_before` days before it).
     pub fn with_anchor(mut self, anchor: Timestamp) -> Self {
         self.anchor = Some(anchor);
         self

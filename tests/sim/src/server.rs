@@ -1278,10 +1278,9 @@ pub(crate) fn resolve_period(sc: &Scenario) -> Period {
     let start = anchor
         .checked_sub(day * i32::try_from(sc.days_before).unwrap_or(3))
         .unwrap_or(anchor);
-    let end = sc.period_end.unwrap_or_else(|| {
-        let a1 = anchor.checked_add(day).unwrap_or(anchor);
-        if now < a1 { now.max(anchor) } else { a1 }
-    });
+    // By default the data ends at the anchor (the start of the current UTC day), so every
+    // start of the simulator on one day serves the same data.
+    let end = sc.period_end.unwrap_or(anchor);
     Period {
         start,
         end: end.max(start),
