@@ -199,14 +199,20 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     if let Some(mib) = crate::report::peak_memory_mib() {
         eprintln!("peak memory: {mib:.1} MiB");
     }
-    let failed = rows
-        .iter()
-        .any(|r| matches!(r.status, OrgStatus::Failed { .. }));
-    Ok(if failed {
+    Ok(exit_code(rows.iter().map(|r| &r.status)))
+}
+
+/// 1 when any org failed, 3 when any org is incomplete (deferred, or held by another
+/// process), else 0.
+fn exit_code<'a>(statuses: impl Iterator<Item = &'a OrgStatus> + Clone) -> ExitCode {
+    let any = |f: fn(&OrgStatus) -> bool| statuses.clone().any(f);
+    if any(|s| matches!(s, OrgStatus::Failed { .. })) {
         ExitCode::from(1)
+    } else if any(|s| matches!(s, OrgStatus::AlreadyRunning | OrgStatus::Deferred { .. })) {
+        ExitCode::from(3)
     } else {
         ExitCode::SUCCESS
-    })
+    }
 }
 
 async fn export_one(
@@ -241,4 +247,30 @@ async fn export_one(
     let summary = run_org(&exporter, &jobs, &bar).await;
     bar.0.finish();
     row(summary.status.clone(), Some(summary))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_follow_the_worst_org() {
+        let until = "2026-11-29T00:00:00Z".parse().unwrap();
+        let failed = OrgStatus::Failed { reason: "x".into() };
+        let cases = [
+            (
+                vec![OrgStatus::Committed, OrgStatus::UpToDate],
+                ExitCode::SUCCESS,
+            ),
+            (
+                vec![OrgStatus::Committed, OrgStatus::AlreadyRunning],
+                ExitCode::from(3),
+            ),
+            (vec![OrgStatus::Deferred { until }], ExitCode::from(3)),
+            (vec![OrgStatus::AlreadyRunning, failed], ExitCode::from(1)),
+        ];
+        for (statuses, want) in cases {
+            assert_eq!(exit_code(statuses.iter()), want, "{statuses:?}");
+        }
+    }
 }

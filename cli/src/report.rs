@@ -28,6 +28,7 @@ pub fn per_thousand(requests: u64, evaluations: u64) -> String {
 fn status_text(status: &OrgStatus) -> String {
     match status {
         OrgStatus::Committed => "committed".into(),
+        OrgStatus::UpToDate => "up to date (committed earlier; --force re-exports)".into(),
         OrgStatus::Deferred { until } => format!("deferred until {until} (rerun to resume)"),
         OrgStatus::AlreadyRunning => "already running elsewhere".into(),
         OrgStatus::Failed { reason } => format!("failed: {reason}"),

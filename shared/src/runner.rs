@@ -129,8 +129,10 @@ pub fn org_exporter(
 /// How an org's run ended, over all its jobs.
 #[derive(Debug, Clone, PartialEq)]
 pub enum OrgStatus {
-    /// Every job committed (or was already up to date).
+    /// Every job committed (some may have been up to date already).
     Committed,
+    /// Every job was already committed up to its window's end: nothing to do.
+    UpToDate,
     /// At least one job stopped with a checkpoint; rerun at or after `until`.
     Deferred {
         /// The latest deadline among deferred jobs, UTC.
@@ -233,6 +235,9 @@ pub async fn run_org(
                 }
             }
         }
+    }
+    if summary.status == OrgStatus::Committed && summary.committed == 0 && summary.up_to_date > 0 {
+        summary.status = OrgStatus::UpToDate;
     }
     org.client.release().await;
     summary.stats = org.client.stats();

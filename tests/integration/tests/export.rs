@@ -79,6 +79,7 @@ async fn a_committed_day_is_not_exported_again() {
     let before = h.sim.stats().total_requests();
     let again = run_org(&h.exporter(&org, "second"), &jobs, &NoProgress).await;
     assert_eq!(again.up_to_date, jobs.len());
+    assert_eq!(again.status, OrgStatus::UpToDate);
     assert_eq!(
         h.sim.stats().total_requests(),
         before,
