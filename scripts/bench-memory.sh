@@ -10,6 +10,7 @@ work="$(mktemp -d)"
 trap 'kill "${sim_pid:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
 
 cargo build --release --quiet -p genesys-sim -p scorecards-cli
+bin="${CARGO_TARGET_DIR:-target}/release"
 cat > "$work/scenario.toml" <<TOML
 name = "memory"
 seed = 5
@@ -30,7 +31,7 @@ limit = { allowed = 1000000, window_ms = 60000 }
 token_endpoint_limit = { allowed = 1000, window_ms = 60000 }
 TOML
 
-./target/release/genesys-sim serve --scenario "$work/scenario.toml" > "$work/sim.log" 2>&1 &
+"$bin/genesys-sim" serve --scenario "$work/scenario.toml" > "$work/sim.log" 2>&1 &
 sim_pid=$!
 for _ in $(seq 600); do
   base="$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$work/sim.log" | head -n 1 || true)"
@@ -48,7 +49,7 @@ client_id = "memory-bench-client"
 client_secret_env = "MEMORY_BENCH_SECRET"
 rate_limit = 1000000
 TOML
-echo "exporting $evaluations evaluations (4 days) from $base"
-MEMORY_BENCH_SECRET=memory-bench-secret ./target/release/scorecards export \
+echo "exporting the simulator's $evaluations evaluations (the 4 days before today) from $base"
+MEMORY_BENCH_SECRET=memory-bench-secret "$bin/scorecards" export \
   --orgs "$work/orgs.toml" --window last-4d --no-progress \
   --out "$work/exports" --state "$work/state.db"

@@ -310,7 +310,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     let scenario = || Scenario::bench(args.orgs, args.evaluations, args.allowed, args.window_ms);
     eprintln!(
-        "bench: {} orgs x {} evaluations, quota {} requests per {} ms per org; three strategies, one after another",
+        "bench: {} orgs x {} evaluations, quota {} requests per {} ms per org; strategies one after another",
         args.orgs, args.evaluations, args.allowed, args.window_ms
     );
     let wanted = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);

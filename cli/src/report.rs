@@ -54,7 +54,7 @@ pub fn print_table(rows: &[OrgRow]) {
             r.stats.responses_429,
             secs,
             format!("{:.2} ({limit})", sent as f64 / secs),
-            per_thousand(r.stats.requests, r.evaluations),
+            per_thousand(sent, r.evaluations),
             status_text(&r.status),
         );
     }
