@@ -11,7 +11,7 @@ cargo clippy --version >/dev/null 2>&1 || { echo "clippy is missing: rustup comp
 
 echo "== local AWS emulator (moto)"
 # Outside the clone so later runs reuse it; pinned to the version measured here.
-venv="${SCORECARDS_MOTO_VENV:-$HOME/.cache/scorecards/venv-moto}"
+venv="${SCORECARDS_VENVS:-$HOME/.cache/scorecards}/venv-moto"
 if [ ! -x "$venv/bin/moto_server" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet 'moto[server]==5.2.5'
@@ -29,6 +29,22 @@ curl -sf -o /dev/null "http://127.0.0.1:$port/moto-api/" || { echo "moto did not
 export AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
   AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
 echo "moto on $AWS_ENDPOINT_URL"
+
+echo "== infrastructure (infra/template.yaml)"
+# cfn-lint and checkov in separate venvs (installed together they downgrade each other).
+cache="${SCORECARDS_VENVS:-$HOME/.cache/scorecards}"
+if [ ! -x "$cache/venv-cfn-lint/bin/cfn-lint" ]; then
+  python3 -m venv "$cache/venv-cfn-lint"
+  "$cache/venv-cfn-lint/bin/pip" install --quiet 'cfn-lint==1.58.0'
+fi
+if [ ! -x "$cache/venv-checkov/bin/checkov" ]; then
+  python3 -m venv "$cache/venv-checkov"
+  "$cache/venv-checkov/bin/pip" install --quiet 'checkov==3.3.30'
+fi
+"$cache/venv-cfn-lint/bin/cfn-lint" --non-zero-exit-code error infra/template.yaml
+echo "cfn-lint: no errors"
+"$cache/venv-checkov/bin/checkov" -f infra/template.yaml --skip-download --compact --quiet
+"$cache/venv-cfn-lint/bin/python" infra/test_template.py
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

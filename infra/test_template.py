@@ -1,0 +1,101 @@
+"""Holds infra/template.yaml and the code together. Run by scripts/test.sh with cfn-lint's
+Python (its decoder reads CloudFormation YAML with !Ref, !Sub, ...). Prints one line per
+check and a closing 'N passed, N failed'."""
+
+import pathlib
+import re
+import sys
+
+from cfnlint.decode import decode
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+template, problems = decode(str(ROOT / "infra" / "template.yaml"))
+assert not problems, problems
+resources = template["Resources"]
+results = []
+
+
+def check(name, condition, detail=""):
+    results.append((name, bool(condition), detail))
+
+
+def functions():
+    return {k: v for k, v in resources.items() if v["Type"] == "AWS::Serverless::Function"}
+
+
+# Function names and binaries: one template function per functions/<name> crate.
+crates = sorted(p.parent.name for p in (ROOT / "functions").glob("*/Cargo.toml"))
+binaries = sorted(f["Metadata"]["BuildProperties"]["Binary"] for f in functions().values())
+check("every function crate is deployed, and nothing else", crates == binaries, f"{crates} vs {binaries}")
+for logical, f in functions().items():
+    binary = f["Metadata"]["BuildProperties"]["Binary"]
+    name = f["Properties"]["FunctionName"]
+    check(f"{logical} is named after its binary", name == {"Fn::Sub": "${AWS::StackName}-" + binary}, str(name))
+    check(f"{logical} builds with cargo-lambda", f["Metadata"]["BuildMethod"] == "rust-cargolambda")
+
+# Environment variables: the table in shared/src/handlers/aws_env.rs says which function
+# reads which variable; the template must set exactly those.
+aws_env = (ROOT / "shared" / "src" / "handlers" / "aws_env.rs").read_text()
+wanted = {}
+for var, users in re.findall(r"^//! \| `([A-Z_]+)` \| ([a-z, ]+) \|", aws_env, re.M):
+    for user in users.split(","):
+        wanted.setdefault(user.strip(), set()).add(var)
+declared = set(re.search(r"pub const VARIABLES: &\[&str\] = &\[(.*?)\];", aws_env, re.S).group(1).replace('"', "").replace(",", " ").split())
+check("the VARIABLES list matches the documented table", declared == set().union(*wanted.values()), f"{declared}")
+for logical, f in functions().items():
+    binary = f["Metadata"]["BuildProperties"]["Binary"]
+    got = set(f["Properties"].get("Environment", {}).get("Variables", {}))
+    check(f"{logical} sets exactly the variables its code reads", got == wanted.get(binary, set()), f"{got} vs {wanted.get(binary)}")
+    code = (ROOT / "functions" / binary / "src" / "main.rs").read_text()
+    check(f"{binary}'s main builds its ports from aws_env", "aws_env::" in code)
+
+# The analytics trigger: ObjectCreated:* on keys ending in the manifest name the code writes.
+ports = (ROOT / "shared" / "src" / "ports.rs").read_text()
+manifest_name = re.search(r'"\{\}/(_manifest\.json)"', ports).group(1)
+notification = resources["Bucket"]["Properties"]["NotificationConfiguration"]["LambdaConfigurations"][0]
+rules = notification["Filter"]["S3Key"]["Rules"]
+check("analytics fires on ObjectCreated:*", notification["Event"] == "s3:ObjectCreated:*")
+check("analytics fires only on manifests", rules == [{"Name": "suffix", "Value": manifest_name}], str(rules))
+check("analytics is the notified function", notification["Function"] == {"Fn::GetAtt": ["AnalyticsFunction", "Arn"]})
+
+# The table: partition key pk (S) as the DynamoDB adapter uses it; TTL on expires_at.
+table = resources["Table"]["Properties"]
+dynamodb = (ROOT / "shared" / "src" / "adapters" / "dynamodb.rs").read_text()
+check("the table's key is pk (S)", table["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+      and table["AttributeDefinitions"] == [{"AttributeName": "pk", "AttributeType": "S"}])
+check("the adapter keys items by pk", '.key("pk"' in dynamodb and 'attribute_not_exists(pk)' in dynamodb)
+check("TTL is on expires_at, on-demand billing, PITR", table["TimeToLiveSpecification"]["AttributeName"] == "expires_at"
+      and table["BillingMode"] == "PAY_PER_REQUEST" and table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"])
+
+# The queue: export consumes it one message at a time with partial batch failures;
+# dispatch and export send to it; visibility >= 6 x the export timeout for every choice.
+export = resources["ExportFunction"]["Properties"]
+event = export["Events"]["Jobs"]
+check("export consumes the job queue", event["Type"] == "SQS" and event["Properties"]["Queue"] == {"Fn::GetAtt": ["JobQueue", "Arn"]})
+check("batch size 1 with ReportBatchItemFailures", event["Properties"]["BatchSize"] == 1
+      and event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"])
+for logical in ("DispatchFunction", "ExportFunction"):
+    url = resources[logical]["Properties"]["Environment"]["Variables"]["QUEUE_URL"]
+    check(f"{logical} sends to the job queue", url == {"Ref": "JobQueue"})
+visibility = template["Mappings"]["QueueVisibility"]
+allowed = template["Parameters"]["ExportTimeoutSeconds"]["AllowedValues"]
+check("visibility timeout >= 6 x export timeout", all(visibility[t]["Seconds"] >= 6 * int(t) for t in allowed) and set(allowed) == set(visibility))
+handlers = (ROOT / "shared" / "src" / "handlers" / "export.rs").read_text()
+margin = int(re.search(r"END_MARGIN: Duration = Duration::from_secs\((\d+)\)", handlers).group(1))
+check("the export timeout leaves room for the end margin", min(int(t) for t in allowed) > 3 * margin)
+sqs = (ROOT / "shared" / "src" / "adapters" / "sqs.rs").read_text()
+check("continuation delays stay within SQS's 900 s", "Duration::from_secs(900)" in sqs)
+redrive = resources["JobQueue"]["Properties"]["RedrivePolicy"]
+check("failed jobs reach the dead-letter queue", redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["JobDeadLetterQueue", "Arn"]})
+
+# The secrets the export function may read are exactly the org secret prefix.
+statements = export["Policies"][0]["Statement"]
+secret_arns = [s["Resource"] for s in statements if s["Action"] == "secretsmanager:GetSecretValue"]
+check("export reads only org secrets", secret_arns == [{"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${OrgSecretPrefix}*"}])
+check("the default secret prefix matches the code's", template["Parameters"]["OrgSecretPrefix"]["Default"] in aws_env)
+
+failed = [r for r in results if not r[1]]
+for name, ok, detail in results:
+    print(("ok   " if ok else "FAIL ") + name + ("" if ok else f": {detail}"))
+print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+sys.exit(1 if failed else 0)
