@@ -3,6 +3,7 @@
 
 mod bench;
 mod export;
+mod remote;
 mod report;
 
 use std::process::ExitCode;
@@ -26,6 +27,18 @@ enum Command {
     Export(export::ExportArgs),
     /// Compare this engine with naive strategies against the simulator.
     Bench(bench::BenchArgs),
+    /// Onboard, list and remove orgs of a deployed stack.
+    #[command(subcommand)]
+    Orgs(remote::OrgsCommand),
+    /// Start an export on a deployed stack (invokes its dispatch function).
+    Run(remote::RunArgs),
+    /// Show the jobs of a dispatch (its job_id) on a deployed stack.
+    Status {
+        #[command(flatten)]
+        stack: remote::Stack,
+        /// The job_id a dispatch answered with.
+        job_id: String,
+    },
 }
 
 #[tokio::main]
@@ -41,6 +54,9 @@ async fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Export(args) => export::run(args).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::Orgs(command) => remote::orgs(command).await,
+        Command::Run(args) => remote::run(args).await,
+        Command::Status { stack, job_id } => remote::status(stack, job_id).await,
     };
     match result {
         Ok(code) => code,

@@ -19,6 +19,7 @@ pub mod domain;
 pub mod engine;
 pub mod genesys;
 pub mod handlers;
+pub mod onboarding;
 pub mod output;
 pub mod ports;
 pub mod rate;

@@ -44,7 +44,7 @@ impl ConditionalStore for DynamoStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| err(aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
+            .map_err(|e| err(crate::adapters::aws_message(&e)))?;
         let Some(item) = out.item else {
             return Ok(None);
         };
@@ -89,7 +89,7 @@ impl ConditionalStore for DynamoStore {
                 if service.is_conditional_check_failed_exception() {
                     Ok(false)
                 } else {
-                    Err(err(aws_sdk_dynamodb::error::DisplayErrorContext(service)))
+                    Err(err(crate::adapters::aws_service_message(&service)))
                 }
             }
         }

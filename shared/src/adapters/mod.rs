@@ -15,3 +15,31 @@ pub mod s3;
 pub mod secrets;
 pub mod sqlite;
 pub mod sqs;
+
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+
+/// An AWS service error as `code: message` (never the raw response).
+pub fn aws_service_message(e: &impl ProvideErrorMetadata) -> String {
+    format!(
+        "{}: {}",
+        e.code().unwrap_or("UnknownError"),
+        e.message().unwrap_or("no message")
+    )
+}
+
+/// An AWS SDK error in one line: the service's `code: message`, or the innermost cause of a
+/// failure on the way (timeout, connection, credentials).
+pub fn aws_message<E, R>(e: &SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    if let Some(service) = e.as_service_error() {
+        return aws_service_message(service);
+    }
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    format!("{e}: {cause}")
+}

@@ -54,12 +54,7 @@ impl ExportSink for S3Sink {
             .body(ByteStream::from(bytes))
             .send()
             .await
-            .map_err(|e| {
-                err(format!(
-                    "put {key}: {}",
-                    aws_sdk_s3::error::DisplayErrorContext(e)
-                ))
-            })?;
+            .map_err(|e| err(format!("put {key}: {}", crate::adapters::aws_message(&e))))?;
         Ok(())
     }
 
@@ -73,7 +68,7 @@ impl ExportSink for S3Sink {
             .map_err(|e| {
                 err(format!(
                     "delete {key}: {}",
-                    aws_sdk_s3::error::DisplayErrorContext(e)
+                    crate::adapters::aws_message(&e)
                 ))
             })?;
         Ok(())
@@ -96,7 +91,7 @@ impl ExportSink for S3Sink {
                 } else {
                     Err(err(format!(
                         "head {key}: {}",
-                        aws_sdk_s3::error::DisplayErrorContext(service)
+                        crate::adapters::aws_service_message(&service)
                     )))
                 }
             }
@@ -120,7 +115,7 @@ impl ExportSink for S3Sink {
                 } else {
                     Err(err(format!(
                         "get {key}: {}",
-                        aws_sdk_s3::error::DisplayErrorContext(service)
+                        crate::adapters::aws_service_message(&service)
                     )))
                 };
             }
@@ -150,12 +145,8 @@ impl ExportSink for S3Sink {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| {
-                err(format!(
-                    "list {runs}: {}",
-                    aws_sdk_s3::error::DisplayErrorContext(e)
-                ))
-            })?;
+            let page = page
+                .map_err(|e| err(format!("list {runs}: {}", crate::adapters::aws_message(&e))))?;
             for object in page.contents() {
                 if let Some(k) = object.key()
                     && !k.starts_with(&keep)
@@ -167,10 +158,7 @@ impl ExportSink for S3Sink {
                         .send()
                         .await
                         .map_err(|e| {
-                            err(format!(
-                                "delete {k}: {}",
-                                aws_sdk_s3::error::DisplayErrorContext(e)
-                            ))
+                            err(format!("delete {k}: {}", crate::adapters::aws_message(&e)))
                         })?;
                 }
             }

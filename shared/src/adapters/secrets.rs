@@ -100,10 +100,7 @@ impl CredentialSource for SecretsManagerCredentials {
                 } else {
                     StoreError::new(
                         "secretsmanager",
-                        format!(
-                            "{name}: {}",
-                            aws_sdk_secretsmanager::error::DisplayErrorContext(service)
-                        ),
+                        format!("{name}: {}", crate::adapters::aws_service_message(&service)),
                     )
                     .into()
                 });

@@ -38,7 +38,7 @@ impl JobQueue for SqsQueue {
             .delay_seconds(delay.min(MAX_DELAY).as_secs() as i32)
             .send()
             .await
-            .map_err(|e| StoreError::new("sqs", aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+            .map_err(|e| StoreError::new("sqs", crate::adapters::aws_message(&e)))?;
         Ok(())
     }
 }

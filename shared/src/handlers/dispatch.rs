@@ -74,6 +74,13 @@ pub struct DispatchResponse {
     pub orgs: Vec<OrgId>,
 }
 
+/// What a dispatch sent, kept under `dispatch#<job_id>` for `scorecards status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DispatchRecord {
+    /// Every job enqueued, in order.
+    pub jobs: Vec<JobSpec>,
+}
+
 /// Limits on requests.
 #[derive(Debug, Clone, Copy)]
 pub struct DispatchLimits {
@@ -230,23 +237,33 @@ pub async fn dispatch<S: ConditionalStore>(
     {
         return Ok(earlier);
     }
-    let mut n = 0u32;
-    for org_id in &orgs {
-        for (day, w) in &days {
-            let message = JobMessage {
-                job: JobSpec {
-                    org_id: org_id.clone(),
-                    day: *day,
-                    window: *w,
-                    date_field,
-                    source,
-                },
-                request_id: job_id.clone(),
-                hop: 0,
-            };
-            env.queue.send(&message, env.limits.stagger * n).await?;
-            n += 1;
-        }
+    let jobs: Vec<JobSpec> = orgs
+        .iter()
+        .flat_map(|org_id| {
+            days.iter().map(move |(day, w)| JobSpec {
+                org_id: org_id.clone(),
+                day: *day,
+                window: *w,
+                date_field,
+                source,
+            })
+        })
+        .collect();
+    env.ledger
+        .remember(
+            &format!("dispatch#{job_id}"),
+            &DispatchRecord { jobs: jobs.clone() },
+        )
+        .await?;
+    for (n, job) in jobs.into_iter().enumerate() {
+        let message = JobMessage {
+            job,
+            request_id: job_id.clone(),
+            hop: 0,
+        };
+        env.queue
+            .send(&message, env.limits.stagger * n as u32)
+            .await?;
     }
     // Recorded only once everything is enqueued, so a failed dispatch can be retried with
     // the same key. Two identical requests at once both enqueue; job leases and committed

@@ -18,8 +18,9 @@ use scorecards_shared::handlers::dispatch::{
     DispatchEnv, DispatchError, DispatchLimits, dispatch_json,
 };
 use scorecards_shared::handlers::export::{ExportEnv, Handled, handle_message, handle_sqs_event};
+use scorecards_shared::onboarding;
 use scorecards_shared::output::committed_by_id;
-use scorecards_shared::ports::JobMessage;
+use scorecards_shared::ports::{JobMessage, JobStatus};
 use serde_json::json;
 
 use crate::aws::{config, dynamo_store, s3_sink, unique};
@@ -52,29 +53,47 @@ async fn stack_with(scenario: Scenario) -> Stack {
     let secrets = aws_sdk_secretsmanager::Client::new(&conf);
     let prefix = format!("{}/", unique("scorecards/orgs"));
     let org = &h.sim.orgs()[0];
-    secrets
-        .create_secret()
-        .name(format!("{prefix}{}", org.org_id))
-        .secret_string(
-            json!({
-                "api_base_url": org.api_base_url,
-                "login_base_url": org.login_base_url,
-                "client_id": org.client_id,
-                "client_secret": org.client_secret,
-                "rate_limit": org.token_limit.allowed,
-                "rate_window_secs": org.token_limit.window_ms as f64 / 1000.0,
-            })
-            .to_string(),
-        )
-        .send()
-        .await
-        .expect("create secret");
     let store = dynamo_store().await;
     let ledger = StoreLedger::new(store.clone());
-    ledger
-        .register_org(&org.org_id.parse().unwrap())
-        .await
-        .unwrap();
+    let secret = json!({
+        "api_base_url": org.api_base_url,
+        "login_base_url": org.login_base_url,
+        "client_id": org.client_id,
+        "client_secret": org.client_secret,
+        "rate_limit": org.token_limit.allowed,
+        "rate_window_secs": org.token_limit.window_ms as f64 / 1000.0,
+    });
+    onboarding::add_org(
+        &secrets,
+        &ledger,
+        &prefix,
+        &org.org_id.parse().unwrap(),
+        &secret.to_string(),
+    )
+    .await
+    .expect("onboard the org");
+    // Onboarding again replaces the secret and keeps one registration.
+    onboarding::add_org(
+        &secrets,
+        &ledger,
+        &prefix,
+        &org.org_id.parse().unwrap(),
+        &secret.to_string(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ledger.orgs().await.unwrap().len(), 1);
+    // Bad credentials are refused before anything is written.
+    let refused = onboarding::add_org(
+        &secrets,
+        &ledger,
+        &prefix,
+        &"other-org".parse().unwrap(),
+        r#"{"region":"mars","client_id":"c","client_secret":"s"}"#,
+    )
+    .await;
+    assert!(refused.is_err());
+    assert_eq!(ledger.orgs().await.unwrap().len(), 1);
     let clock: Arc<dyn Clock> = Arc::new(h.clock.clone());
     let queue = Arc::new(SqsQueue::new(sqs.clone(), queue_url.clone()));
     let shared_store = Arc::new(StoreLedger::new(store));
@@ -227,12 +246,40 @@ async fn dispatch_then_export_lands_the_ground_truth_in_s3() {
         assert_eq!(s.export.sink.get(&path).await.unwrap().unwrap(), before);
     }
 
+    // The dispatch's status lists every job, committed.
+    let status = onboarding::dispatch_status(&s.dispatch.ledger, &response.job_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.len(), jobs.len());
+    assert!(status.iter().all(|(_, r)| matches!(
+        r.as_ref().map(|r| &r.status),
+        Some(JobStatus::Committed { .. })
+    )));
+    assert!(
+        onboarding::dispatch_status(&s.dispatch.ledger, "no-such-job")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
     // Replaying the request with the same key returns the same job and enqueues nothing.
     let again = dispatch_json(&s.dispatch, s.request("backfill-1"))
         .await
         .unwrap();
     assert_eq!(again, response);
     assert!(s.drain().await.is_empty());
+
+    // A removed org can no longer be dispatched.
+    let secrets = aws_sdk_secretsmanager::Client::new(&config().await);
+    let org_id = s.h.sim.orgs()[0].org_id.parse().unwrap();
+    onboarding::remove_org(&secrets, &s.dispatch.ledger, "unused/", &org_id, false)
+        .await
+        .unwrap();
+    assert!(matches!(
+        dispatch_json(&s.dispatch, s.request("after-removal")).await,
+        Err(DispatchError::BadRequest(e)) if e.field == "orgs"
+    ));
 }
 
 #[tokio::test]

@@ -1,0 +1,106 @@
+//! Onboarding orgs into a deployed stack and reading job status (the `scorecards orgs …` and
+//! `scorecards status` commands): an org is its secret `<prefix><org id>` in Secrets Manager
+//! plus its id in the registry item of the table.
+
+use aws_sdk_secretsmanager::Client as SecretsClient;
+
+use crate::adapters::ledger::StoreLedger;
+use crate::adapters::secrets::parse_org_secret;
+use crate::domain::OrgId;
+use crate::handlers::dispatch::DispatchRecord;
+use crate::ports::{ConditionalStore, CredentialError, JobRecord, JobStore, StoreError};
+
+/// A failed onboarding step.
+#[derive(Debug, thiserror::Error)]
+pub enum OnboardingError {
+    /// The org's credentials are invalid (nothing was written).
+    #[error(transparent)]
+    Credentials(#[from] CredentialError),
+    /// AWS failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn secrets_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::new("secretsmanager", e)
+}
+
+/// Validates `secret_json` (`{"region", "client_id", "client_secret", …}`), stores it as
+/// `<prefix><org id>` (creating or replacing the secret) and registers the org.
+pub async fn add_org<S: ConditionalStore>(
+    secrets: &SecretsClient,
+    ledger: &StoreLedger<S>,
+    prefix: &str,
+    org_id: &OrgId,
+    secret_json: &str,
+) -> Result<(), OnboardingError> {
+    parse_org_secret(org_id, secret_json)?;
+    let name = format!("{prefix}{org_id}");
+    let created = secrets
+        .create_secret()
+        .name(&name)
+        .secret_string(secret_json)
+        .send()
+        .await;
+    if let Err(e) = created {
+        let service = e.into_service_error();
+        if !service.is_resource_exists_exception() {
+            return Err(secrets_err(crate::adapters::aws_service_message(&service)).into());
+        }
+        secrets
+            .put_secret_value()
+            .secret_id(&name)
+            .secret_string(secret_json)
+            .send()
+            .await
+            .map_err(|e| secrets_err(crate::adapters::aws_message(&e)))?;
+    }
+    ledger.register_org(org_id).await?;
+    Ok(())
+}
+
+/// Unregisters an org; with `delete_secret`, schedules its secret for deletion (Secrets
+/// Manager's recovery window applies).
+pub async fn remove_org<S: ConditionalStore>(
+    secrets: &SecretsClient,
+    ledger: &StoreLedger<S>,
+    prefix: &str,
+    org_id: &OrgId,
+    delete_secret: bool,
+) -> Result<(), OnboardingError> {
+    ledger.remove_org(org_id).await?;
+    if delete_secret {
+        let deleted = secrets
+            .delete_secret()
+            .secret_id(format!("{prefix}{org_id}"))
+            .send()
+            .await;
+        if let Err(e) = deleted {
+            let service = e.into_service_error();
+            if !service.is_resource_not_found_exception() {
+                return Err(secrets_err(crate::adapters::aws_service_message(&service)).into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The jobs of a dispatch (`job_id` of its response) and each one's record, in order;
+/// `None` when no dispatch has that id.
+pub async fn dispatch_status<S: ConditionalStore>(
+    ledger: &StoreLedger<S>,
+    job_id: &str,
+) -> Result<Option<Vec<(crate::domain::JobSpec, Option<JobRecord>)>>, StoreError> {
+    let Some(record) = ledger
+        .recall::<DispatchRecord>(&format!("dispatch#{job_id}"))
+        .await?
+    else {
+        return Ok(None);
+    };
+    let mut out = Vec::new();
+    for spec in record.jobs {
+        let job = ledger.get(&spec).await?;
+        out.push((spec, job));
+    }
+    Ok(Some(out))
+}
