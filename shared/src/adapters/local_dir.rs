@@ -90,7 +90,7 @@ impl ExportSink for LocalDirSink {
 
     async fn commit(&self, manifest: &Manifest) -> Result<(), StoreError> {
         let key = manifest_key(&manifest.org_id, manifest.date);
-        let json = serde_json::to_vec_pretty(manifest).map_err(err)?;
+        let json = serde_json::to_vec(manifest).map_err(err)?;
         write_atomically(&self.path(&key)?, json).await?;
         let partition = self.path(&partition_prefix(&manifest.org_id, manifest.date))?;
         let keep = format!("run={}", manifest.run_id);

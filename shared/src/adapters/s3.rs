@@ -130,7 +130,7 @@ impl ExportSink for S3Sink {
 
     async fn commit(&self, manifest: &Manifest) -> Result<(), StoreError> {
         let key = manifest_key(&manifest.org_id, manifest.date);
-        let json = serde_json::to_vec_pretty(manifest).map_err(err)?;
+        let json = serde_json::to_vec(manifest).map_err(err)?;
         self.put(&key, json).await?;
         let runs = self.full(&format!(
             "{}/run=",
