@@ -22,23 +22,30 @@ pub struct Stack {
     table: String,
 }
 
+/// Which org of which stack.
+#[derive(Args, Debug)]
+pub struct OrgRef {
+    #[command(flatten)]
+    stack: Stack,
+    /// Secrets Manager name prefix (the stack's OrgSecretPrefix).
+    #[arg(
+        long,
+        env = "SCORECARDS_SECRET_PREFIX",
+        default_value = "scorecards/orgs/"
+    )]
+    secret_prefix: String,
+    /// The Genesys organization id.
+    #[arg(long)]
+    org_id: String,
+}
+
 /// `scorecards orgs …`
 #[derive(Subcommand, Debug)]
 pub enum OrgsCommand {
     /// Store an org's client credentials in Secrets Manager and register it.
     Add {
         #[command(flatten)]
-        stack: Stack,
-        /// Secrets Manager name prefix (the stack's OrgSecretPrefix).
-        #[arg(
-            long,
-            env = "SCORECARDS_SECRET_PREFIX",
-            default_value = "scorecards/orgs/"
-        )]
-        secret_prefix: String,
-        /// The Genesys organization id.
-        #[arg(long)]
-        org_id: String,
+        org: OrgRef,
         /// Region key or domain (or give both base URLs).
         #[arg(long)]
         region: Option<String>,
@@ -63,17 +70,7 @@ pub enum OrgsCommand {
     /// Unregister an org (and, with --delete-secret, schedule its secret for deletion).
     Remove {
         #[command(flatten)]
-        stack: Stack,
-        /// Secrets Manager name prefix (the stack's OrgSecretPrefix).
-        #[arg(
-            long,
-            env = "SCORECARDS_SECRET_PREFIX",
-            default_value = "scorecards/orgs/"
-        )]
-        secret_prefix: String,
-        /// The Genesys organization id.
-        #[arg(long)]
-        org_id: String,
+        org: OrgRef,
         /// Also delete the secret (Secrets Manager's recovery window applies).
         #[arg(long)]
         delete_secret: bool,
@@ -123,9 +120,12 @@ pub async fn orgs(command: OrgsCommand) -> anyhow::Result<ExitCode> {
     let secrets = aws_sdk_secretsmanager::Client::new(&config);
     match command {
         OrgsCommand::Add {
-            stack,
-            secret_prefix,
-            org_id,
+            org:
+                OrgRef {
+                    stack,
+                    secret_prefix,
+                    org_id,
+                },
             region,
             api_base_url,
             login_base_url,
@@ -174,9 +174,12 @@ pub async fn orgs(command: OrgsCommand) -> anyhow::Result<ExitCode> {
             }
         }
         OrgsCommand::Remove {
-            stack,
-            secret_prefix,
-            org_id,
+            org:
+                OrgRef {
+                    stack,
+                    secret_prefix,
+                    org_id,
+                },
             delete_secret,
         } => {
             let org_id: OrgId = org_id.parse()?;

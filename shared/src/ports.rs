@@ -419,7 +419,16 @@ pub trait ExportSink: Send + Sync + 'static {
     /// `manifest.run_id`.
     async fn commit(&self, manifest: &Manifest) -> Result<(), StoreError>;
     /// Reads a partition's committed manifest.
-    async fn manifest(&self, org_id: &OrgId, date: Date) -> Result<Option<Manifest>, StoreError>;
+    async fn manifest(&self, org_id: &OrgId, date: Date) -> Result<Option<Manifest>, StoreError> {
+        let key = manifest_key(org_id, date);
+        self.get(&key)
+            .await?
+            .map(|bytes| {
+                serde_json::from_slice(&bytes)
+                    .map_err(|e| StoreError::new("output", format!("{key} is malformed: {e}")))
+            })
+            .transpose()
+    }
 }
 
 /// One export job on the queue: the SQS message body (JSON).

@@ -7,11 +7,7 @@ use scorecards_shared::handlers::{analytics, aws_env};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_target(false)
-        .without_time()
-        .init();
+    scorecards_shared::handlers::init_logging();
     let sink = aws_env::analytics_sink().await?;
     let sink = &sink;
     lambda_runtime::run(service_fn(|event: LambdaEvent<S3Event>| async move {

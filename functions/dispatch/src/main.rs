@@ -6,11 +6,7 @@ use scorecards_shared::handlers::{aws_env, dispatch};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_target(false)
-        .without_time()
-        .init();
+    scorecards_shared::handlers::init_logging();
     let env = aws_env::dispatch_env().await?;
     let env = &env;
     lambda_runtime::run(service_fn(

@@ -8,9 +8,7 @@
 use std::path::{Component, Path, PathBuf};
 
 use async_trait::async_trait;
-use jiff::civil::Date;
 
-use crate::domain::OrgId;
 use crate::ports::{ExportSink, Manifest, StoreError, manifest_key, partition_prefix};
 
 /// A sink rooted at a directory (created on first write).
@@ -103,15 +101,5 @@ impl ExportSink for LocalDirSink {
             }
         }
         Ok(())
-    }
-
-    async fn manifest(&self, org_id: &OrgId, date: Date) -> Result<Option<Manifest>, StoreError> {
-        let key = manifest_key(org_id, date);
-        self.get(&key)
-            .await?
-            .map(|bytes| {
-                serde_json::from_slice(&bytes).map_err(|e| err(format!("{key} is malformed: {e}")))
-            })
-            .transpose()
     }
 }

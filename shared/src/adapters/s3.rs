@@ -7,9 +7,7 @@
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
-use jiff::civil::Date;
 
-use crate::domain::OrgId;
 use crate::ports::{ExportSink, Manifest, StoreError, manifest_key, partition_prefix};
 
 /// A sink in one bucket, every key below `prefix` (empty for the bucket root).
@@ -164,16 +162,6 @@ impl ExportSink for S3Sink {
             }
         }
         Ok(())
-    }
-
-    async fn manifest(&self, org_id: &OrgId, date: Date) -> Result<Option<Manifest>, StoreError> {
-        let key = manifest_key(org_id, date);
-        self.get(&key)
-            .await?
-            .map(|bytes| {
-                serde_json::from_slice(&bytes).map_err(|e| err(format!("{key} is malformed: {e}")))
-            })
-            .transpose()
     }
 }
 

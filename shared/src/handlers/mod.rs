@@ -10,3 +10,16 @@ pub mod analytics;
 pub mod aws_env;
 pub mod dispatch;
 pub mod export;
+
+/// JSON logs for a Lambda function (`RUST_LOG` filters; default `info`), once at start-up.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .without_time()
+        .init();
+}
