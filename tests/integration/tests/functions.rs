@@ -412,6 +412,46 @@ async fn a_long_retry_after_sends_a_continuation_instead_of_waiting() {
         .get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed)
         .cloned();
     assert_eq!(delayed.as_deref(), Some("1"));
+
+    // An hour later the continuation (hop 1) arrives and the job finishes from its
+    // DynamoDB checkpoint, without searching again.
+    s.h.clock.advance(Duration::from_secs(3601));
+    let searches_before =
+        s.h.sim
+            .stats()
+            .org(&s.h.sim.orgs()[0].org_id)
+            .endpoint("search")
+            .requests;
+    let continuation = JobMessage {
+        job: day.clone(),
+        request_id: "continued".into(),
+        hop: 1,
+    };
+    let handled = handle_message(
+        &s.export,
+        &serde_json::to_string(&continuation).unwrap(),
+        "later",
+        add(s.h.clock.now(), Duration::from_secs(900)),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(handled, Handled::Done { .. }), "{handled:?}");
+    let searches =
+        s.h.sim
+            .stats()
+            .org(&s.h.sim.orgs()[0].org_id)
+            .endpoint("search")
+            .requests;
+    assert_eq!(
+        searches, searches_before,
+        "discovery came from the checkpoint"
+    );
+    let org = s.h.org(0);
+    let one = std::slice::from_ref(day);
+    assert_same(
+        &committed_by_id(s.export.sink.as_ref(), one).await.unwrap(),
+        &s.h.truth(&org, one),
+    );
 }
 
 #[tokio::test]
