@@ -58,6 +58,13 @@ check("analytics fires on ObjectCreated:*", notification["Event"] == "s3:ObjectC
 check("analytics fires only on manifests", rules == [{"Name": "suffix", "Value": manifest_name}], str(rules))
 check("analytics is the notified function", notification["Function"] == {"Fn::GetAtt": ["AnalyticsFunction", "Arn"]})
 
+# Every function that writes or reads the output uses the bucket the stack creates.
+bucket_name = resources["Bucket"]["Properties"]["BucketName"]
+for logical, f in functions().items():
+    env = f["Properties"].get("Environment", {}).get("Variables", {})
+    if "BUCKET_NAME" in env:
+        check(f"{logical} uses the stack's bucket", env["BUCKET_NAME"] == bucket_name, str(env["BUCKET_NAME"]))
+
 # The table: partition key pk (S) as the DynamoDB adapter uses it; TTL on expires_at.
 table = resources["Table"]["Properties"]
 dynamodb = (ROOT / "shared" / "src" / "adapters" / "dynamodb.rs").read_text()

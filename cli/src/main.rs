@@ -51,18 +51,20 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let result = match Cli::parse().command {
-        Command::Export(args) => export::run(args).await,
-        Command::Bench(args) => bench::run(args).await,
-        Command::Orgs(command) => remote::orgs(command).await,
-        Command::Run(args) => remote::run(args).await,
-        Command::Status { stack, job_id } => remote::status(stack, job_id).await,
+    // Export and bench fail before any work on bad input (exit 2); the stack commands fail
+    // on what AWS answers (exit 1).
+    let (result, failure) = match Cli::parse().command {
+        Command::Export(args) => (export::run(args).await, 2),
+        Command::Bench(args) => (bench::run(args).await, 2),
+        Command::Orgs(command) => (remote::orgs(command).await, 1),
+        Command::Run(args) => (remote::run(args).await, 1),
+        Command::Status { stack, job_id } => (remote::status(stack, job_id).await, 1),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(2)
+            ExitCode::from(failure)
         }
     }
 }

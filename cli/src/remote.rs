@@ -140,12 +140,14 @@ pub async fn orgs(command: OrgsCommand) -> anyhow::Result<ExitCode> {
                         .with_context(|| format!("--client-secret-file {}", path.display()))?
                 }
                 None => {
-                    eprintln!("client secret (stdin):");
+                    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                        eprintln!("client secret (then Ctrl-D):");
+                    }
                     std::io::stdin().read_to_string(&mut secret)?;
                 }
             }
             let secret = secret.trim_end_matches(['\r', '\n']);
-            if secret.is_empty() {
+            if secret.trim().is_empty() {
                 bail!("client secret: empty; give it on stdin or with --client-secret-file");
             }
             let mut doc = json!({"client_id": client_id, "client_secret": secret});

@@ -60,15 +60,15 @@ pub async fn add_org<S: ConditionalStore>(
 }
 
 /// Unregisters an org; with `delete_secret`, schedules its secret for deletion (Secrets
-/// Manager's recovery window applies).
+/// Manager's recovery window applies). Returns `false` when the org was not registered.
 pub async fn remove_org<S: ConditionalStore>(
     secrets: &SecretsClient,
     ledger: &StoreLedger<S>,
     prefix: &str,
     org_id: &OrgId,
     delete_secret: bool,
-) -> Result<(), OnboardingError> {
-    ledger.remove_org(org_id).await?;
+) -> Result<bool, OnboardingError> {
+    let removed = ledger.remove_org(org_id).await?;
     if delete_secret {
         let deleted = secrets
             .delete_secret()
@@ -77,12 +77,14 @@ pub async fn remove_org<S: ConditionalStore>(
             .await;
         if let Err(e) = deleted {
             let service = e.into_service_error();
-            if !service.is_resource_not_found_exception() {
+            // Already gone or already scheduled for deletion: nothing left to do.
+            if !service.is_resource_not_found_exception() && !service.is_invalid_request_exception()
+            {
                 return Err(secrets_err(crate::adapters::aws_service_message(&service)).into());
             }
         }
     }
-    Ok(())
+    Ok(removed)
 }
 
 /// The jobs of a dispatch (`job_id` of its response) and each one's record, in order;

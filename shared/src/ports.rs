@@ -53,12 +53,14 @@ pub trait ConditionalStore: Send + Sync + 'static {
     async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError>;
     /// Writes `value` at `key` if the stored version is `expected` (`None`: the item must not
     /// exist). The new version is `expected + 1` (or 1). Returns `Ok(false)` when the
-    /// condition failed and nothing was written.
+    /// condition failed and nothing was written. `expires_at` (UTC) lets a backend clean the
+    /// item up after that time (DynamoDB TTL); it never changes what a read returns before.
     async fn put_if(
         &self,
         key: &str,
         expected: Option<u64>,
         value: &str,
+        expires_at: Option<Timestamp>,
     ) -> Result<bool, StoreError>;
 }
 
@@ -462,7 +464,7 @@ pub enum CredentialError {
     #[error("org {0}: no credentials registered (onboard it first)")]
     Unknown(OrgId),
     /// The stored credentials are malformed.
-    #[error("org {org}: stored credentials are invalid: {problem}")]
+    #[error("org {org}: credentials are invalid: {problem}")]
     Invalid {
         /// The org.
         org: OrgId,

@@ -66,6 +66,7 @@ impl ConditionalStore for DynamoStore {
         key: &str,
         expected: Option<u64>,
         value: &str,
+        expires_at: Option<jiff::Timestamp>,
     ) -> Result<bool, StoreError> {
         let next = expected.unwrap_or(0) + 1;
         let mut put = self
@@ -75,6 +76,9 @@ impl ConditionalStore for DynamoStore {
             .item("pk", AttributeValue::S(key.to_owned()))
             .item("version", AttributeValue::N(next.to_string()))
             .item("value", AttributeValue::S(value.to_owned()));
+        if let Some(t) = expires_at {
+            put = put.item("expires_at", AttributeValue::N(t.as_second().to_string()));
+        }
         put = match expected {
             None => put.condition_expression("attribute_not_exists(pk)"),
             Some(v) => put

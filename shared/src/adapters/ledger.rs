@@ -21,6 +21,22 @@ use crate::ports::{
     JobStoreError, LearnedLimit, Lease, LeaseOutcome, RateLedger, StoreError,
 };
 
+/// How long items may be kept after their last write before the backend cleans them up:
+/// job records (leases, checkpoints, status) 90 days; dispatch and idempotency records 30
+/// days; rate buckets and the registry are kept.
+fn expiry(key: &str) -> Option<Timestamp> {
+    let days: i64 = if key.starts_with("job#") {
+        90
+    } else if key.starts_with("request#") {
+        30
+    } else {
+        return None;
+    };
+    Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_hours(24 * days))
+        .ok()
+}
+
 /// Conditional-write attempts before giving up on a hot item.
 const MAX_ATTEMPTS: usize = 64;
 
@@ -71,7 +87,7 @@ impl<S: ConditionalStore> StoreLedger<S> {
             let (next, out) = f(item)?;
             let value = serde_json::to_string(&next)
                 .map_err(|e| StoreError::new("ledger", format!("cannot encode {key}: {e}")))?;
-            if self.store.put_if(key, version, &value).await? {
+            if self.store.put_if(key, version, &value, expiry(key)).await? {
                 return Ok(out);
             }
         }
@@ -309,12 +325,14 @@ impl<S: ConditionalStore> StoreLedger<S> {
         .await
     }
 
-    /// Removes an org from the registry (idempotent).
-    pub async fn remove_org(&self, org_id: &crate::domain::OrgId) -> Result<(), StoreError> {
+    /// Removes an org from the registry; `false` when it was not registered.
+    pub async fn remove_org(&self, org_id: &crate::domain::OrgId) -> Result<bool, StoreError> {
         self.update(REGISTRY_KEY, |r: Option<Registry>| {
             let mut r = r.unwrap_or_default();
+            let before = r.org_ids.len();
             r.org_ids.retain(|o| o != org_id);
-            Ok::<_, StoreError>((r, ()))
+            let removed = r.org_ids.len() < before;
+            Ok::<_, StoreError>((r, removed))
         })
         .await
     }
@@ -352,7 +370,7 @@ impl<S: ConditionalStore> StoreLedger<S> {
         let key = format!("request#{key}");
         let value = serde_json::to_string(response)
             .map_err(|e| StoreError::new("ledger", format!("cannot encode {key}: {e}")))?;
-        if self.store.put_if(&key, None, &value).await? {
+        if self.store.put_if(&key, None, &value, expiry(&key)).await? {
             return Ok(None);
         }
         let existing = self

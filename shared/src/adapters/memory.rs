@@ -37,6 +37,7 @@ impl ConditionalStore for MemoryStore {
         key: &str,
         expected: Option<u64>,
         value: &str,
+        _expires_at: Option<jiff::Timestamp>,
     ) -> Result<bool, StoreError> {
         let mut items = self
             .items

@@ -97,6 +97,7 @@ impl ConditionalStore for SqliteStore {
         key: &str,
         expected: Option<u64>,
         value: &str,
+        _expires_at: Option<jiff::Timestamp>,
     ) -> Result<bool, StoreError> {
         let key = key.to_owned();
         let text = value.to_owned();

@@ -42,6 +42,11 @@ fn uuid_like() -> String {
 
 /// A fresh table shaped like the stack's (partition key `pk`, on-demand).
 pub async fn dynamo_store() -> DynamoStore {
+    let (client, table) = dynamo_table().await;
+    DynamoStore::new(client, table)
+}
+
+async fn dynamo_table() -> (aws_sdk_dynamodb::Client, String) {
     let client = aws_sdk_dynamodb::Client::new(&config().await);
     let table = unique("scorecards-test");
     client
@@ -65,7 +70,65 @@ pub async fn dynamo_store() -> DynamoStore {
         .send()
         .await
         .expect("create table on the emulator");
-    DynamoStore::new(client, table)
+    (client, table)
+}
+
+#[tokio::test]
+async fn job_and_request_items_carry_their_ttl() {
+    use scorecards_shared::ports::JobStore;
+    let (client, table) = dynamo_table().await;
+    let ledger = StoreLedger::new(DynamoStore::new(client.clone(), table.clone()));
+    let from: jiff::Timestamp = "2026-11-28T00:00:00Z".parse().unwrap();
+    let spec = scorecards_shared::domain::JobSpec {
+        org_id: "org-1".parse().unwrap(),
+        day: "2026-11-28".parse().unwrap(),
+        window: scorecards_shared::domain::Window::new(
+            from,
+            scorecards_shared::clock::add(from, std::time::Duration::from_secs(86_400)),
+        )
+        .unwrap(),
+        date_field: scorecards_shared::domain::DateField::SubmittedDate,
+        source: scorecards_shared::domain::Source::Both,
+    };
+    let now = jiff::Timestamp::now();
+    ledger.acquire(&spec, "h", now, now).await.unwrap();
+    ledger
+        .remember("key-1", &"answer".to_string())
+        .await
+        .unwrap();
+    ledger
+        .register_org(&"org-1".parse().unwrap())
+        .await
+        .unwrap();
+    let ttl_days = |key: String| {
+        let (client, table) = (client.clone(), table.clone());
+        async move {
+            let item = client
+                .get_item()
+                .table_name(table)
+                .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(key))
+                .send()
+                .await
+                .unwrap()
+                .item
+                .unwrap();
+            item.get("expires_at").map(|v| {
+                let at: i64 = v.as_n().unwrap().parse().unwrap();
+                (at - now.as_second()) as f64 / 86_400.0
+            })
+        }
+    };
+    let job = ttl_days(spec.key()).await.expect("job items expire");
+    assert!((89.9..=90.1).contains(&job), "{job}");
+    let request = ttl_days("request#key-1".into())
+        .await
+        .expect("request items expire");
+    assert!((29.9..=30.1).contains(&request), "{request}");
+    assert_eq!(
+        ttl_days("registry#orgs".into()).await,
+        None,
+        "the registry is kept"
+    );
 }
 
 pub async fn s3_sink() -> S3Sink {

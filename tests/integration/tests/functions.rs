@@ -273,9 +273,17 @@ async fn dispatch_then_export_lands_the_ground_truth_in_s3() {
     // A removed org can no longer be dispatched.
     let secrets = aws_sdk_secretsmanager::Client::new(&config().await);
     let org_id = s.h.sim.orgs()[0].org_id.parse().unwrap();
-    onboarding::remove_org(&secrets, &s.dispatch.ledger, "unused/", &org_id, false)
-        .await
-        .unwrap();
+    assert!(
+        onboarding::remove_org(&secrets, &s.dispatch.ledger, "unused/", &org_id, false)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !onboarding::remove_org(&secrets, &s.dispatch.ledger, "unused/", &org_id, false)
+            .await
+            .unwrap(),
+        "removing twice says it was not registered"
+    );
     assert!(matches!(
         dispatch_json(&s.dispatch, s.request("after-removal")).await,
         Err(DispatchError::BadRequest(e)) if e.field == "orgs"

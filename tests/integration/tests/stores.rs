@@ -19,20 +19,25 @@ use crate::aws;
 async fn conditional_writes(store: impl ConditionalStore) {
     assert!(store.get("k").await.unwrap().is_none());
     assert!(
-        store.put_if("k", None, r#"{"a":1}"#).await.unwrap(),
+        store.put_if("k", None, r#"{"a":1}"#, None).await.unwrap(),
         "create"
     );
     assert!(
-        !store.put_if("k", None, "{}").await.unwrap(),
+        !store.put_if("k", None, "{}", None).await.unwrap(),
         "create again fails"
     );
     let v = store.get("k").await.unwrap().unwrap();
     assert_eq!((v.version, v.value.as_str()), (1, r#"{"a":1}"#));
     assert!(
-        !store.put_if("k", Some(7), "{}").await.unwrap(),
+        !store.put_if("k", Some(7), "{}", None).await.unwrap(),
         "stale version fails"
     );
-    assert!(store.put_if("k", Some(1), r#"{"a":2}"#).await.unwrap());
+    assert!(
+        store
+            .put_if("k", Some(1), r#"{"a":2}"#, None)
+            .await
+            .unwrap()
+    );
     let v = store.get("k").await.unwrap().unwrap();
     assert_eq!((v.version, v.value.as_str()), (2, r#"{"a":2}"#));
 }
