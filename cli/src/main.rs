@@ -46,7 +46,8 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                // The AWS SDK's own warnings (e.g. no instance metadata off EC2) are noise here.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,aws_config=error")),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -64,7 +65,10 @@ async fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(failure)
+            let bad_input = e
+                .downcast_ref::<scorecards_shared::domain::InvalidValue>()
+                .is_some();
+            ExitCode::from(if bad_input { 2 } else { failure })
         }
     }
 }

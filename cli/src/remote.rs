@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use scorecards_shared::adapters::dynamodb::DynamoStore;
 use scorecards_shared::adapters::ledger::StoreLedger;
-use scorecards_shared::domain::OrgId;
+use scorecards_shared::domain::{OrgId, parse_instant};
 use scorecards_shared::onboarding;
 use scorecards_shared::ports::JobStatus;
 use serde_json::json;
@@ -132,6 +132,11 @@ pub async fn orgs(command: OrgsCommand) -> anyhow::Result<ExitCode> {
             client_id,
             client_secret_file,
         } => {
+            if uuid::Uuid::parse_str(&org_id).is_err() {
+                bail!(
+                    "--org-id {org_id:?}: a Genesys organization id is a UUID (GET /api/v2/organizations/me → id)"
+                );
+            }
             let org_id: OrgId = org_id.parse()?;
             let mut secret = String::new();
             match &client_secret_file {
@@ -204,12 +209,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let request = if args.orgs.is_empty() {
         json!({"schedule": {"window": args.window, "lookback_days": args.lookback_days}})
     } else {
+        // Checked here too, so a typo fails before any AWS call.
+        let from = args.from.context("--from is required with --orgs")?;
+        parse_instant("--from", &from)?;
         let to = args
             .to
             .unwrap_or_else(|| jiff::Timestamp::now().to_string());
+        parse_instant("--to", &to)?;
+        for org in &args.orgs {
+            org.parse::<OrgId>()?;
+        }
         json!({
             "orgs": args.orgs,
-            "from": args.from.context("--from is required with --orgs")?,
+            "from": from,
             "to": to,
             "idempotency_key": args.idempotency_key.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         })
