@@ -463,7 +463,7 @@ pub enum CredentialError {
     /// No credentials are registered for the org.
     #[error("org {0}: no credentials registered (onboard it first)")]
     Unknown(OrgId),
-    /// The stored credentials are malformed.
+    /// The credentials are malformed (stored, or about to be stored).
     #[error("org {org}: credentials are invalid: {problem}")]
     Invalid {
         /// The org.

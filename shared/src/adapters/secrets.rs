@@ -142,7 +142,7 @@ mod tests {
         ] {
             let err = parse_org_secret(&org, bad).unwrap_err().to_string();
             assert!(
-                err.starts_with("org org-1: stored credentials are invalid"),
+                err.starts_with("org org-1: credentials are invalid"),
                 "{err}"
             );
             assert!(
