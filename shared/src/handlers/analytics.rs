@@ -159,7 +159,7 @@ pub fn aggregate(evaluations: &[ExportedEvaluation]) -> (u64, Vec<AgentForm>, Ve
         let eval = serde_json::from_str::<Eval>(&e.evaluation)
             .ok()
             .filter(|_| !e.is_calibration);
-        let Some((eval, answers, total)) = eval.and_then(|eval| {
+        let Some((agent_form, answers, total)) = eval.and_then(|eval| {
             let answers = eval.answers?;
             let total = answers.total_score?;
             let key = (
@@ -171,7 +171,7 @@ pub fn aggregate(evaluations: &[ExportedEvaluation]) -> (u64, Vec<AgentForm>, Ve
             skipped += 1;
             continue;
         };
-        let acc = by_agent_form.entry(eval).or_insert_with(|| AgentFormAcc {
+        let acc = by_agent_form.entry(agent_form).or_insert_with(|| AgentFormAcc {
             min: f64::INFINITY,
             max: f64::NEG_INFINITY,
             ..AgentFormAcc::default()
