@@ -74,6 +74,7 @@ pub fn sim_orgs(sim: &SimHandle) -> anyhow::Result<Vec<OrgSetup>> {
                     allowed: o.token_limit.allowed,
                     window_ms: o.token_limit.window_ms,
                 },
+                tokens: Default::default(),
             })
         })
         .collect()
@@ -252,7 +253,11 @@ async fn run_shared(args: &BenchArgs) -> anyhow::Result<()> {
             clock: Arc::new(SystemClock),
         };
         let mine: Vec<JobSpec> = jobs.iter().skip(half).step_by(2).cloned().collect();
-        let org = org.clone();
+        // Two processes: each its own token.
+        let org = OrgSetup {
+            tokens: Default::default(),
+            ..org.clone()
+        };
         tasks.push(tokio::spawn(async move {
             let exporter = org_exporter(&org, &settings, &ports, &format!("shared-{half}"))?;
             anyhow::Ok(run_org(&exporter, &mine, &NoProgress).await)

@@ -65,13 +65,16 @@ struct OrgsFile {
     org: Vec<OrgEntry>,
 }
 
-/// A ready-to-use org: endpoint with its secret, and the assumed limit.
+/// A ready-to-use org: endpoint with its secret, the assumed limit, and its token cache
+/// (clones share it, so clients built from one setup reuse one access token).
 #[derive(Debug, Clone)]
 pub struct OrgSetup {
     /// Hosts and credentials.
     pub endpoint: OrgEndpoint,
     /// The limit assumed until the API says otherwise.
     pub limit: LearnedLimit,
+    /// The org's access token, shared by every client built from this setup.
+    pub tokens: std::sync::Arc<crate::genesys::TokenCache>,
 }
 
 /// A problem with the orgs file: names the org (when known) and the field.
@@ -220,6 +223,7 @@ impl OrgEntry {
                 allowed,
                 window_ms: (window_secs * 1000.0).round() as u64,
             },
+            tokens: Default::default(),
         })
     }
 }

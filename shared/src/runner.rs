@@ -104,12 +104,15 @@ pub fn org_exporter(
         Strategy::FixedDelay(delay) => Arc::new(Baseline::new(delay, Arc::clone(&clock))),
         Strategy::Unpaced => Arc::new(Baseline::new(Duration::ZERO, Arc::clone(&clock))),
     };
-    let client = Arc::new(GenesysClient::new(
-        org.endpoint.clone(),
-        settings.client,
-        admission,
-        Arc::clone(&clock),
-    )?);
+    let client = Arc::new(
+        GenesysClient::new(
+            org.endpoint.clone(),
+            settings.client,
+            admission,
+            Arc::clone(&clock),
+        )?
+        .with_token_cache(Arc::clone(&org.tokens)),
+    );
     let exporter = Exporter::new(
         Arc::clone(&client),
         Arc::clone(&ports.jobs),

@@ -126,6 +126,18 @@ impl Default for ClientConfig {
     }
 }
 
+/// An org's access token, shareable between clients of the same org (e.g. the messages one
+/// warm Lambda instance handles one after another), so each does not fetch its own.
+/// Never shows the token in `Debug`.
+#[derive(Default)]
+pub struct TokenCache(tokio::sync::Mutex<Option<CachedToken>>);
+
+impl std::fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenCache")
+    }
+}
+
 #[derive(Clone)]
 struct CachedToken {
     value: SecretString,
@@ -140,7 +152,7 @@ pub struct GenesysClient {
     config: ClientConfig,
     admission: Arc<dyn Admission>,
     clock: Arc<dyn Clock>,
-    token: tokio::sync::Mutex<Option<CachedToken>>,
+    token: Arc<TokenCache>,
     stats: Mutex<RequestStats>,
 }
 
@@ -246,9 +258,15 @@ impl GenesysClient {
             config,
             admission,
             clock,
-            token: tokio::sync::Mutex::new(None),
+            token: Arc::default(),
             stats: Mutex::new(RequestStats::default()),
         })
+    }
+
+    /// Shares `cache` for this client's token (use one cache per org and client id).
+    pub fn with_token_cache(mut self, cache: Arc<TokenCache>) -> Self {
+        self.token = cache;
+        self
     }
 
     /// The org this client calls.
@@ -484,7 +502,7 @@ impl GenesysClient {
 
     /// Drops the cached token if it is still the one that got a 401.
     async fn invalidate(&self, generation: u64) {
-        let mut cached = self.token.lock().await;
+        let mut cached = self.token.0.lock().await;
         if cached.as_ref().is_some_and(|t| t.generation == generation) {
             *cached = None;
         }
@@ -495,7 +513,7 @@ impl GenesysClient {
         &self,
         extra: &Mutex<RequestStats>,
     ) -> Result<(SecretString, u64), GenesysError> {
-        let mut cached = self.token.lock().await;
+        let mut cached = self.token.0.lock().await;
         let now = self.clock.now();
         if let Some(t) = cached.as_ref()
             && t.refresh_at > now

@@ -11,5 +11,5 @@ pub mod models;
 pub mod region;
 pub mod retry_after;
 
-pub use client::{ClientConfig, Counted, GenesysClient, OrgEndpoint};
+pub use client::{ClientConfig, Counted, GenesysClient, OrgEndpoint, TokenCache};
 pub use error::{ErrorBody, GenesysError};

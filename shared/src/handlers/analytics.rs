@@ -171,11 +171,13 @@ pub fn aggregate(evaluations: &[ExportedEvaluation]) -> (u64, Vec<AgentForm>, Ve
             skipped += 1;
             continue;
         };
-        let acc = by_agent_form.entry(agent_form).or_insert_with(|| AgentFormAcc {
-            min: f64::INFINITY,
-            max: f64::NEG_INFINITY,
-            ..AgentFormAcc::default()
-        });
+        let acc = by_agent_form
+            .entry(agent_form)
+            .or_insert_with(|| AgentFormAcc {
+                min: f64::INFINITY,
+                max: f64::NEG_INFINITY,
+                ..AgentFormAcc::default()
+            });
         acc.n += 1;
         acc.sum += total;
         acc.min = acc.min.min(total);

@@ -199,6 +199,13 @@ async fn dispatch_then_export_lands_the_ground_truth_in_s3() {
     s.export_all(events).await;
     s.export_all(vec![duplicate]).await;
     let org = s.h.org(0);
+    let tokens =
+        s.h.sim
+            .stats()
+            .org(org.endpoint.org_id.as_str())
+            .endpoint("token")
+            .requests;
+    assert_eq!(tokens, 1, "the messages of one org reuse one access token");
     let exported = committed_by_id(s.export.sink.as_ref(), &jobs)
         .await
         .unwrap();

@@ -67,6 +67,7 @@ impl Harness {
                 allowed: o.token_limit.allowed,
                 window_ms: o.token_limit.window_ms,
             },
+            tokens: Default::default(),
         }
     }
 
