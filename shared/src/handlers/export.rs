@@ -112,6 +112,7 @@ pub async fn handle_message(
     let report = org_export.exporter.run(&message.job, &NoProgress).await;
     org_export.client.release().await;
     let report = report?;
+    println!("{}", metrics_line(&message, &report, env.clock.now()));
     tracing::info!(org_id = %message.job.org_id, day = %message.job.day, outcome = ?report.outcome, requests = report.stats.requests, "export job handled");
     match report.outcome {
         ExportOutcome::Committed(manifest) => Ok(Handled::Done {
@@ -136,6 +137,46 @@ pub async fn handle_message(
             Ok(Handled::Continued { until, delay })
         }
     }
+}
+
+/// One CloudWatch embedded-metric-format line for a job run (namespace `scorecards`,
+/// dimension `OrgId`): `Requests`, `TokenRequests`, `Responses429`, `Retries`, `WaitedMs`
+/// (milliseconds), `Evaluations` and `Deferred` (1 when the job was continued later).
+/// Lambda sends stdout to CloudWatch Logs, which turns the line into metrics.
+pub fn metrics_line(
+    message: &JobMessage,
+    report: &crate::engine::ExportReport,
+    now: Timestamp,
+) -> serde_json::Value {
+    let s = report.stats;
+    let names = [
+        ("Requests", "Count"),
+        ("TokenRequests", "Count"),
+        ("Responses429", "Count"),
+        ("Retries", "Count"),
+        ("WaitedMs", "Milliseconds"),
+        ("Evaluations", "Count"),
+        ("Deferred", "Count"),
+    ];
+    serde_json::json!({
+        "_aws": {
+            "Timestamp": now.as_millisecond(),
+            "CloudWatchMetrics": [{
+                "Namespace": "scorecards",
+                "Dimensions": [["OrgId"]],
+                "Metrics": names.iter().map(|(n, u)| serde_json::json!({"Name": n, "Unit": u})).collect::<Vec<_>>(),
+            }],
+        },
+        "OrgId": message.job.org_id,
+        "Day": message.job.day,
+        "Requests": s.requests,
+        "TokenRequests": s.token_requests,
+        "Responses429": s.responses_429,
+        "Retries": s.retries,
+        "WaitedMs": s.waited_ms,
+        "Evaluations": report.evaluations,
+        "Deferred": u8::from(matches!(report.outcome, ExportOutcome::Deferred { .. })),
+    })
 }
 
 /// Handles an SQS event: every record in turn; failures become partial batch failures.
@@ -166,4 +207,71 @@ pub async fn handle_sqs_event(
 pub fn deadline_from_millis(deadline_ms: u64, clock: &dyn Clock) -> Timestamp {
     Timestamp::from_millisecond(deadline_ms as i64)
         .unwrap_or_else(|_| clock::add(clock.now(), Duration::from_secs(60)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{DateField, JobSpec, Source, Window};
+    use crate::engine::ExportReport;
+    use crate::ports::RequestStats;
+
+    #[test]
+    fn metrics_follow_the_embedded_metric_format() {
+        let from: Timestamp = "2026-11-28T00:00:00Z".parse().unwrap();
+        let message = JobMessage {
+            job: JobSpec {
+                org_id: "org-1".parse().unwrap(),
+                day: "2026-11-28".parse().unwrap(),
+                window: Window::new(from, clock::add(from, Duration::from_secs(86_400))).unwrap(),
+                date_field: DateField::SubmittedDate,
+                source: Source::Both,
+            },
+            request_id: "r".into(),
+            hop: 0,
+        };
+        let report = ExportReport {
+            outcome: ExportOutcome::Deferred { until: from },
+            stats: RequestStats {
+                requests: 40,
+                token_requests: 1,
+                responses_429: 2,
+                retries: 3,
+                waited_ms: 1500,
+            },
+            evaluations: 120,
+        };
+        let line = metrics_line(&message, &report, from);
+        assert_eq!(line["_aws"]["Timestamp"], 1_795_824_000_000_i64);
+        assert_eq!(
+            line["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            serde_json::json!([["OrgId"]])
+        );
+        let metrics = line["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap();
+        // Every declared metric has a value at the top level.
+        for m in metrics {
+            let name = m["Name"].as_str().unwrap();
+            assert!(line[name].is_number(), "{name}");
+        }
+        assert_eq!(
+            (
+                line["OrgId"].as_str(),
+                line["Requests"].as_u64(),
+                line["Responses429"].as_u64(),
+                line["WaitedMs"].as_u64(),
+                line["Evaluations"].as_u64(),
+                line["Deferred"].as_u64()
+            ),
+            (
+                Some("org-1"),
+                Some(40),
+                Some(2),
+                Some(1500),
+                Some(120),
+                Some(1)
+            )
+        );
+    }
 }
