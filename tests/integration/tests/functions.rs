@@ -164,6 +164,17 @@ impl Stack {
         self.h.jobs(&self.h.org(0))
     }
 
+    /// An on-demand request for one day of org 0.
+    fn day_request(&self, day: &JobSpec, key: &str) -> serde_json::Value {
+        json!({
+            "orgs": [self.h.sim.orgs()[0].org_id],
+            "from": day.window.from.to_string(),
+            "to": day.window.to.to_string(),
+            "idempotency_key": key,
+        })
+    }
+
+    /// An on-demand request for every day of org 0.
     fn request(&self, key: &str) -> serde_json::Value {
         let jobs = self.jobs();
         json!({
@@ -397,13 +408,9 @@ async fn a_long_retry_after_sends_a_continuation_instead_of_waiting() {
     .retry_after("3600");
     let s = stack_with(Scenario::test().with_fault(0, fault)).await;
     let day = &s.jobs()[1];
-    let request = json!({
-        "orgs": [s.h.sim.orgs()[0].org_id],
-        "from": day.window.from.to_string(),
-        "to": day.window.to.to_string(),
-        "idempotency_key": "one-day",
-    });
-    dispatch_json(&s.dispatch, request).await.unwrap();
+    dispatch_json(&s.dispatch, s.day_request(day, "one-day"))
+        .await
+        .unwrap();
     let events = s.drain().await;
     assert_eq!(events.len(), 1);
     s.export_all(events).await;
@@ -473,13 +480,9 @@ async fn a_long_retry_after_sends_a_continuation_instead_of_waiting() {
 async fn two_invocations_on_one_job_export_it_once() {
     let s = stack().await;
     let day = &s.jobs()[1];
-    let request = json!({
-        "orgs": [s.h.sim.orgs()[0].org_id],
-        "from": day.window.from.to_string(),
-        "to": day.window.to.to_string(),
-        "idempotency_key": "twice",
-    });
-    dispatch_json(&s.dispatch, request).await.unwrap();
+    dispatch_json(&s.dispatch, s.day_request(day, "twice"))
+        .await
+        .unwrap();
     let events = s.drain().await;
     let body = events[0].records[0].body.clone().unwrap();
     let deadline = add(s.h.clock.now(), Duration::from_secs(900));
