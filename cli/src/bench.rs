@@ -350,11 +350,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if !figures.is_empty() {
         println!();
         println!(
-            "{:<32} {:>9} {:>9} {:>10} {:>8} {:>7} {:>11} {:>10} {:>12} {:>7} {:>8}",
+            "{:<32} {:>9} {:>9} {:>10} {:>11} {:>8} {:>7} {:>11} {:>10} {:>12} {:>7} {:>8}",
             "strategy",
             "wall",
             "ideal",
             "efficiency",
+            "evaluations",
             "requests",
             "429s",
             "violations",
@@ -365,11 +366,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         );
         for f in &figures {
             println!(
-                "{:<32} {:>8.2}s {:>8.2}s {:>10.3} {:>8} {:>7} {:>11} {:>10} {:>12} {:>7} {:>8}",
+                "{:<32} {:>8.2}s {:>8.2}s {:>10.3} {:>11} {:>8} {:>7} {:>11} {:>10} {:>12} {:>7} {:>8}",
                 f.name,
                 f.wall.as_secs_f64(),
                 f.ideal.as_secs_f64(),
                 f.ideal.as_secs_f64() / f.wall.as_secs_f64(),
+                f.evaluations,
                 f.stats.requests + f.stats.token_requests,
                 f.sim_429,
                 f.violations,

@@ -105,7 +105,7 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         eprintln!("simulator: {} (scenario {})", sim.base_url(), args.scenario);
         (crate::bench::sim_orgs(&sim)?, Some(sim))
     } else if let Some(path) = &args.orgs {
-        (load_orgs(path)?, None)
+        (load_orgs(path).context("--orgs")?, None)
     } else {
         bail!(
             "choose what to export: --simulate (the bundled simulator) or --orgs FILE (real orgs)"

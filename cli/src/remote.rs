@@ -9,8 +9,10 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use scorecards_shared::adapters::dynamodb::DynamoStore;
 use scorecards_shared::adapters::ledger::StoreLedger;
-use scorecards_shared::domain::{OrgId, parse_instant};
+use scorecards_shared::adapters::secrets::parse_org_secret;
+use scorecards_shared::domain::{InvalidValue, OrgId, parse_instant};
 use scorecards_shared::onboarding;
+use scorecards_shared::ports::CredentialError;
 use scorecards_shared::ports::JobStatus;
 use serde_json::json;
 
@@ -133,9 +135,11 @@ pub async fn orgs(command: OrgsCommand) -> anyhow::Result<ExitCode> {
             client_secret_file,
         } => {
             if uuid::Uuid::parse_str(&org_id).is_err() {
-                bail!(
-                    "--org-id {org_id:?}: a Genesys organization id is a UUID (GET /api/v2/organizations/me → id)"
-                );
+                return Err(InvalidValue::new(
+                    "--org-id",
+                    format!("{org_id:?}: a Genesys organization id is a UUID (GET /api/v2/organizations/me → id)"),
+                )
+                .into());
             }
             let org_id: OrgId = org_id.parse()?;
             let mut secret = String::new();
@@ -153,7 +157,11 @@ pub async fn orgs(command: OrgsCommand) -> anyhow::Result<ExitCode> {
             }
             let secret = secret.trim_end_matches(['\r', '\n']);
             if secret.trim().is_empty() {
-                bail!("client secret: empty; give it on stdin or with --client-secret-file");
+                return Err(InvalidValue::new(
+                    "client secret",
+                    "empty: give it on stdin or with --client-secret-file",
+                )
+                .into());
             }
             let mut doc = json!({"client_id": client_id, "client_secret": secret});
             for (key, value) in [
@@ -165,6 +173,13 @@ pub async fn orgs(command: OrgsCommand) -> anyhow::Result<ExitCode> {
                     doc[key] = json!(v);
                 }
             }
+            // Bad credentials are bad input (exit 2), found before any AWS call.
+            parse_org_secret(&org_id, &doc.to_string()).map_err(|e| match e {
+                CredentialError::Invalid { problem, .. } => {
+                    anyhow::Error::from(InvalidValue::new("credentials", problem))
+                }
+                other => other.into(),
+            })?;
             onboarding::add_org(
                 &secrets,
                 &ledger(&stack).await,
