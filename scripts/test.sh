@@ -53,4 +53,9 @@ echo "== cargo clippy"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 
 echo "== cargo test"
-cargo test --locked --workspace
+test_log="$(mktemp)"
+trap 'kill "$moto_pid" 2>/dev/null || true; rm -f "$moto_log" "$test_log"' EXIT
+cargo test --locked --workspace 2>&1 | tee "$test_log"
+# One closing line for every test binary together (cargo's last line is often a doc-test
+# summary with nothing in it).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$test_log"
