@@ -202,13 +202,20 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     Ok(exit_code(rows.iter().map(|r| &r.status)))
 }
 
-/// 1 when any org failed, 3 when any org is incomplete (deferred, or held by another
-/// process), else 0.
+/// 1 when any org failed, 3 when any org is incomplete (deferred, held by another
+/// process, or committed with gaps), else 0.
 fn exit_code<'a>(statuses: impl Iterator<Item = &'a OrgStatus> + Clone) -> ExitCode {
     let any = |f: fn(&OrgStatus) -> bool| statuses.clone().any(f);
     if any(|s| matches!(s, OrgStatus::Failed { .. })) {
         ExitCode::from(1)
-    } else if any(|s| matches!(s, OrgStatus::AlreadyRunning | OrgStatus::Deferred { .. })) {
+    } else if any(|s| {
+        matches!(
+            s,
+            OrgStatus::AlreadyRunning
+                | OrgStatus::Deferred { .. }
+                | OrgStatus::CommittedWithGaps { .. }
+        )
+    }) {
         ExitCode::from(3)
     } else {
         ExitCode::SUCCESS
@@ -230,6 +237,7 @@ async fn export_one(
         limit: org.limit,
         elapsed: started.elapsed(),
         evaluations: summary.as_ref().map_or(0, |s| s.evaluations),
+        count_mismatches: summary.as_ref().map_or(0, |s| s.count_mismatches),
         stats: summary.map(|s| s.stats).unwrap_or_default(),
         status,
     };
@@ -267,6 +275,13 @@ mod tests {
                 ExitCode::from(3),
             ),
             (vec![OrgStatus::Deferred { until }], ExitCode::from(3)),
+            (
+                vec![
+                    OrgStatus::Committed,
+                    OrgStatus::CommittedWithGaps { unavailable: 2 },
+                ],
+                ExitCode::from(3),
+            ),
             (vec![OrgStatus::AlreadyRunning, failed], ExitCode::from(1)),
         ];
         for (statuses, want) in cases {

@@ -284,10 +284,18 @@ pub async fn status(stack: Stack, job_id: String) -> anyhow::Result<ExitCode> {
             }) => {
                 format!("committed ({evaluations} evaluations, {committed_at})")
             }
+            Some(JobStatus::CommittedWithGaps {
+                evaluations,
+                unavailable,
+                committed_at,
+                ..
+            }) => format!(
+                "committed_with_gaps ({evaluations} evaluations, {unavailable} unavailable, {committed_at})"
+            ),
             Some(JobStatus::Deferred { until, .. }) => format!("deferred until {until}"),
             Some(JobStatus::Failed { reason }) => format!("failed: {reason}"),
         };
-        incomplete |= !status.starts_with("committed");
+        incomplete |= !status.starts_with("committed (");
         println!(
             "{:<38} {} {:<16} {status}",
             spec.org_id, spec.day, spec.date_field

@@ -14,6 +14,8 @@ pub struct OrgRow {
     pub evaluations: u64,
     pub stats: RequestStats,
     pub status: OrgStatus,
+    /// Days whose independent search count differs from the listing.
+    pub count_mismatches: usize,
 }
 
 /// Requests per 1,000 evaluations, or `-` without evaluations.
@@ -25,13 +27,23 @@ pub fn per_thousand(requests: u64, evaluations: u64) -> String {
     }
 }
 
-fn status_text(status: &OrgStatus) -> String {
-    match status {
+fn status_text(status: &OrgStatus, count_mismatches: usize) -> String {
+    let text = match status {
         OrgStatus::Committed => "committed".into(),
+        OrgStatus::CommittedWithGaps { unavailable } => format!(
+            "committed_with_gaps: {unavailable} evaluations refused by the API (listed in the manifests' unavailable; rerun to retry)"
+        ),
         OrgStatus::UpToDate => "up to date (committed earlier; --force re-exports)".into(),
         OrgStatus::Deferred { until } => format!("deferred until {until} (rerun to resume)"),
         OrgStatus::AlreadyRunning => "already running elsewhere".into(),
         OrgStatus::Failed { reason } => format!("failed: {reason}"),
+    };
+    if count_mismatches > 0 {
+        format!(
+            "{text}; the search's independent count differs from its listing on {count_mismatches} day(s) (see the manifests' search_counts)"
+        )
+    } else {
+        text
     }
 }
 
@@ -55,7 +67,7 @@ pub fn print_table(rows: &[OrgRow]) {
             secs,
             format!("{:.2} ({limit})", sent as f64 / secs),
             per_thousand(sent, r.evaluations),
-            status_text(&r.status),
+            status_text(&r.status, r.count_mismatches),
         );
     }
 }

@@ -241,6 +241,11 @@ impl Window {
         out
     }
 
+    /// Whether `t` lies in `[from, to)`.
+    pub fn contains(&self, t: Timestamp) -> bool {
+        self.from <= t && t < self.to
+    }
+
     /// Splits the window into two halves (used when a search hits the paging cap).
     /// Returns `None` when the window is too short to split (under 2 ms).
     pub fn halves(&self) -> Option<(Window, Window)> {

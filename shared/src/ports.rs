@@ -152,6 +152,41 @@ pub struct Discovered {
     pub automated: bool,
 }
 
+/// An evaluation the search found but the API refused to serve (DESIGN §6 step 4): listed
+/// in the manifest so a day is never silently short.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unavailable {
+    /// Evaluation id.
+    pub id: String,
+    /// `conversation.id` (empty when the search gave none).
+    pub conversation_id: String,
+    /// HTTP status of the refusal: 403 (outside the client's divisions), 404 (deleted after
+    /// discovery), a 5xx that outlived its retries; 0 when no request could be made (the
+    /// search gave no conversation id).
+    pub status: u16,
+    /// Genesys ErrorBody `code`, e.g. `not.authorized`, or a short reason.
+    pub code: String,
+}
+
+/// One search listing of a day and its independent count (DESIGN §6 step 4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchCount {
+    /// The search's `systemSubmitted` flag.
+    pub system_submitted: bool,
+    /// Distinct evaluations the listing returned (before the window-boundary check).
+    pub listed: u64,
+    /// The same search counted by a `COUNT` aggregation with `pageSize` 0; `None` when the
+    /// service refused the aggregation.
+    pub counted: Option<u64>,
+}
+
+impl SearchCount {
+    /// Whether the independent count disagrees with the listing.
+    pub fn mismatch(&self) -> bool {
+        self.counted.is_some_and(|c| c != self.listed)
+    }
+}
+
 /// Progress of a running job, saved after discovery and after each part, so a timed-out
 /// or deferred job resumes without refetching what is written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -174,6 +209,19 @@ pub struct Checkpoint {
     pub form_ids: Vec<String>,
     /// Request statistics accumulated over every invocation of this job.
     pub stats: RequestStats,
+    /// Distinct evaluations discovery found (written + unavailable + outside the window).
+    #[serde(default)]
+    pub discovered: u64,
+    /// Discovered evaluations whose date lies outside the window (a `DATE_RANGE` that
+    /// includes its end instant); they belong to the neighbouring day.
+    #[serde(default)]
+    pub outside_window: u64,
+    /// Discovered evaluations the API refused, in done groups.
+    #[serde(default)]
+    pub unavailable: Vec<Unavailable>,
+    /// The listings of discovery and their independent counts.
+    #[serde(default)]
+    pub search_counts: Vec<SearchCount>,
 }
 
 /// Request statistics of a job (a product figure: requests per 1,000 evaluations).
@@ -228,6 +276,18 @@ pub enum JobStatus {
         /// When the manifest was committed, UTC.
         committed_at: Timestamp,
     },
+    /// The manifest is committed, but it lists evaluations the API refused
+    /// (`unavailable`): the next run exports the day again.
+    CommittedWithGaps {
+        /// The committed run.
+        run_id: RunId,
+        /// Evaluations in the committed manifest.
+        evaluations: u64,
+        /// Evaluations listed as unavailable.
+        unavailable: u64,
+        /// When the manifest was committed, UTC.
+        committed_at: Timestamp,
+    },
     /// Stopped early with a checkpoint; resume at or after `until`.
     Deferred {
         /// Earliest useful resume time, UTC (a `Retry-After` deadline).
@@ -272,7 +332,7 @@ pub enum LeaseOutcome {
     /// The caller holds the lease; resume from `checkpoint` if present.
     Acquired {
         /// The unfinished run to resume.
-        checkpoint: Option<Checkpoint>,
+        checkpoint: Option<Box<Checkpoint>>,
     },
     /// Someone else holds an unexpired lease.
     HeldByOther(Lease),
@@ -366,6 +426,43 @@ pub struct Manifest {
     pub form_ids: Vec<String>,
     /// Request statistics of the run.
     pub stats: RequestStats,
+    /// `committed`, or `committed_with_gaps` when `unavailable` is not empty.
+    #[serde(default)]
+    pub status: CommitStatus,
+    /// Distinct evaluations discovery found: `total_records + unavailable + outside_window`.
+    #[serde(default)]
+    pub discovered: u64,
+    /// Evaluations the search returned whose date lies outside the window (they belong to
+    /// the neighbouring day and are exported there).
+    #[serde(default)]
+    pub outside_window: u64,
+    /// Evaluations found but refused by the API, with the status and code of the refusal.
+    #[serde(default)]
+    pub unavailable: Vec<Unavailable>,
+    /// The day's search listings and their independent counts.
+    #[serde(default)]
+    pub search_counts: Vec<SearchCount>,
+}
+
+/// Whether a committed manifest holds every discovered evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CommitStatus {
+    /// Every discovered evaluation in the window is in the parts.
+    #[default]
+    Committed,
+    /// Some evaluations are listed in `unavailable` instead.
+    CommittedWithGaps,
+}
+
+impl CommitStatus {
+    /// `committed` or `committed_with_gaps`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Committed => "committed",
+            Self::CommittedWithGaps => "committed_with_gaps",
+        }
+    }
 }
 
 /// Where a partition lives: `evaluations/org_id=<org>/date=<YYYY-MM-DD>/`.

@@ -136,6 +136,12 @@ pub enum OrgStatus {
     Committed,
     /// Every job was already committed up to its window's end: nothing to do.
     UpToDate,
+    /// Every job committed, but some manifests list evaluations the API refused
+    /// (`unavailable`); the next run exports those days again.
+    CommittedWithGaps {
+        /// Evaluations listed as unavailable, over the org's days.
+        unavailable: u64,
+    },
     /// At least one job stopped with a checkpoint; rerun at or after `until`.
     Deferred {
         /// The latest deadline among deferred jobs, UTC.
@@ -163,6 +169,8 @@ pub struct OrgSummary {
     pub committed: usize,
     /// Jobs skipped because they were already committed.
     pub up_to_date: usize,
+    /// Days committed now whose independent search count differs from the listing.
+    pub count_mismatches: usize,
 }
 
 /// Runs `jobs` (the days of one org) with `org`'s exporter, `days_in_flight` at a time
@@ -206,7 +214,9 @@ pub async fn run_org(
         stats: RequestStats::default(),
         committed: 0,
         up_to_date: 0,
+        count_mismatches: 0,
     };
+    let mut unavailable = 0u64;
     for result in reports.into_iter().flatten() {
         let report = match result {
             Ok(report) => report,
@@ -221,7 +231,13 @@ pub async fn run_org(
         };
         summary.evaluations += report.evaluations;
         match report.outcome {
-            ExportOutcome::Committed(_) => summary.committed += 1,
+            ExportOutcome::Committed(manifest) => {
+                summary.committed += 1;
+                unavailable += manifest.unavailable.len() as u64;
+                if manifest.search_counts.iter().any(|c| c.mismatch()) {
+                    summary.count_mismatches += 1;
+                }
+            }
             ExportOutcome::UpToDate { .. } => summary.up_to_date += 1,
             ExportOutcome::Deferred { until } => {
                 summary.status = match summary.status {
@@ -241,6 +257,9 @@ pub async fn run_org(
     }
     if summary.status == OrgStatus::Committed && summary.committed == 0 && summary.up_to_date > 0 {
         summary.status = OrgStatus::UpToDate;
+    }
+    if summary.status == OrgStatus::Committed && unavailable > 0 {
+        summary.status = OrgStatus::CommittedWithGaps { unavailable };
     }
     org.client.release().await;
     summary.stats = org.client.stats();

@@ -223,7 +223,12 @@ impl<S: ConditionalStore> JobStore for StoreLedger<S> {
                     record.spec = spec.clone();
                 }
                 let checkpoint = record.checkpoint.clone();
-                Ok((record, LeaseOutcome::Acquired { checkpoint }))
+                Ok((
+                    record,
+                    LeaseOutcome::Acquired {
+                        checkpoint: checkpoint.map(Box::new),
+                    },
+                ))
             })
             .await;
         match outcome {
@@ -280,7 +285,10 @@ impl<S: ConditionalStore> JobStore for StoreLedger<S> {
         self.update(&spec.key(), |record: Option<JobRecord>| {
             check_holder(&record, spec, holder)?;
             let mut record = record.expect("checked");
-            if matches!(status, JobStatus::Committed { .. }) {
+            if matches!(
+                status,
+                JobStatus::Committed { .. } | JobStatus::CommittedWithGaps { .. }
+            ) {
                 record.checkpoint = None;
             }
             record.status = status.clone();

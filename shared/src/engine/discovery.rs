@@ -1,128 +1,280 @@
 //! Step 1 of DESIGN §6: the exact id set of a window, from
 //! `POST /api/v2/quality/evaluations/search` with a `DATE_RANGE` on the job's date field.
 //!
-//! The search has no `total` or `nextUri`: a page shorter than `pageSize` ends the listing.
-//! Windows that would page past the paging cap (pageNumber × pageSize > cap) are split in
-//! halves and searched again.
+//! The search has no `total` or `nextUri`, and where its documentation is silent it may
+//! answer either way (reference §8). A listing is trusted only when it holds whatever the
+//! answer is:
+//! - it ends on an **empty** page, never on a short one (a page size above the service's
+//!   maximum may be clamped silently, U3); a smaller page size, echoed or observed on the
+//!   first page, is followed, and a 400 on the first page steps the page size down;
+//! - an id served twice within one listing means page-number paging skipped as many as it
+//!   repeated (ties among equal sort values ordered differently per request, U4): the
+//!   window is split and each half listed again, down to windows that fit in one page;
+//! - a paging cap answered by 400 or by an empty page (U5) splits the window: after a
+//!   listing of two pages or more, the first page in descending order must hold only ids
+//!   already listed, else the listing was cut short;
+//! - a `COUNT` aggregation (`pageSize` 0) over the whole window is recorded beside the
+//!   listing as an independent count.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
 
 use crate::domain::{DateField, Window, genesys_time};
 use crate::genesys::models::{EvaluationHead, SearchResponse};
 use crate::genesys::{Counted, GenesysError};
-use crate::ports::Discovered;
+use crate::ports::{Discovered, SearchCount};
+
+const SEARCH_PATH: &str = "/api/v2/quality/evaluations/search";
 
 /// Search settings.
 #[derive(Debug, Clone, Copy)]
 pub struct SearchSettings {
-    /// `pageSize` of search requests (Genesys max 100).
+    /// `pageSize` asked for (default 100, the documented common maximum; a smaller size the
+    /// service serves is followed).
     pub page_size: u32,
-    /// Largest `pageNumber × pageSize` the API serves (10,000).
+    /// Largest `pageNumber × pageSize` the API serves (10,000). A lower cap is found
+    /// anyway (a 400 or an empty page past it); this one only avoids asking past it.
     pub paging_cap: u32,
 }
 
-/// Finds every evaluation of `window` for one `systemSubmitted` value, keyed by id.
-pub(crate) async fn discover(
-    client: &Counted<'_>,
-    window: Window,
-    date_field: DateField,
-    system_submitted: bool,
-    settings: SearchSettings,
-    out: &mut BTreeMap<String, Discovered>,
-) -> Result<(), GenesysError> {
-    let mut pending = vec![window];
-    while let Some(w) = pending.pop() {
-        match search_window(client, w, date_field, system_submitted, settings, out).await? {
-            Paged::Complete => {}
-            Paged::HitCap => match w.halves() {
-                Some((a, b)) => {
-                    tracing::info!(from = %w.from, to = %w.to, "search hit the paging cap; splitting the window");
-                    pending.push(b);
-                    pending.push(a);
-                }
-                None => {
-                    return Err(GenesysError::Exhausted {
-                        path: "/api/v2/quality/evaluations/search".into(),
-                        attempts: 0,
-                        last: format!(
-                            "more than {} evaluations within 1 ms at {}",
-                            settings.paging_cap, w.from
-                        ),
-                    });
-                }
-            },
+/// Smallest search page size the exporter steps down to after 400s on page 1.
+const MIN_PAGE_SIZE: u32 = 10;
+
+/// One search listing: a window, a `systemSubmitted` value, the job's date field.
+pub(crate) struct Search<'a> {
+    pub client: &'a Counted<'a>,
+    pub date_field: DateField,
+    pub system_submitted: bool,
+    pub settings: SearchSettings,
+}
+
+/// How one window's listing ended.
+enum Listed {
+    /// Every evaluation of the window, by id.
+    Complete(BTreeMap<String, EvaluationHead>),
+    /// The listing could not be trusted (cap reached, ids repeated, cut short): split.
+    Split(&'static str),
+}
+
+impl Search<'_> {
+    /// Finds every evaluation of `window` for this search, keyed by id, and counts them
+    /// independently. Evaluations are returned as the search described them.
+    pub(crate) async fn discover(
+        &self,
+        window: Window,
+    ) -> Result<(BTreeMap<String, EvaluationHead>, SearchCount), GenesysError> {
+        let mut page_size = self.settings.page_size.max(1);
+        let mut found = BTreeMap::new();
+        let mut pending = vec![window];
+        while let Some(w) = pending.pop() {
+            match self.list(w, &mut page_size).await? {
+                Listed::Complete(heads) => found.extend(heads),
+                Listed::Split(why) => match w.halves() {
+                    Some((a, b)) => {
+                        tracing::info!(from = %w.from, to = %w.to, why, "search listing not exact; splitting the window");
+                        pending.push(b);
+                        pending.push(a);
+                    }
+                    None => {
+                        return Err(GenesysError::Exhausted {
+                            path: SEARCH_PATH.into(),
+                            attempts: 0,
+                            last: format!(
+                                "cannot list the evaluations at {} exactly ({why}); more than one page of them within 1 ms",
+                                w.from
+                            ),
+                            status: None,
+                        });
+                    }
+                },
+            }
         }
+        let counted = self.count(window).await?;
+        let count = SearchCount {
+            system_submitted: self.system_submitted,
+            listed: found.len() as u64,
+            counted,
+        };
+        if count.mismatch() {
+            tracing::warn!(
+                system_submitted = self.system_submitted,
+                listed = count.listed,
+                counted = ?count.counted,
+                "the search's independent count differs from its listing"
+            );
+        }
+        Ok((found, count))
     }
-    Ok(())
-}
 
-enum Paged {
-    Complete,
-    HitCap,
-}
-
-async fn search_window(
-    client: &Counted<'_>,
-    window: Window,
-    date_field: DateField,
-    system_submitted: bool,
-    settings: SearchSettings,
-    out: &mut BTreeMap<String, Discovered>,
-) -> Result<Paged, GenesysError> {
-    let page_size = settings.page_size.max(1);
-    let mut page_number = 1u32;
-    loop {
-        if page_number.saturating_mul(page_size) > settings.paging_cap {
-            return Ok(Paged::HitCap);
-        }
-        let body = json!({
+    fn body(&self, window: Window, page_number: u32, page_size: u32) -> serde_json::Value {
+        json!({
             "pageSize": page_size,
             "pageNumber": page_number,
-            "sortBy": date_field.wire_name(),
+            "sortBy": self.date_field.wire_name(),
             "sortOrder": "ASC",
-            "systemSubmitted": system_submitted,
+            "systemSubmitted": self.system_submitted,
             "query": [{
                 "type": "DATE_RANGE",
-                "field": date_field.wire_name(),
+                "field": self.date_field.wire_name(),
                 "startValue": genesys_time(window.from),
                 "endValue": genesys_time(window.to),
             }],
-        });
-        let page: SearchResponse = match client
-            .post_json("/api/v2/quality/evaluations/search", &body)
+        })
+    }
+
+    async fn page(
+        &self,
+        window: Window,
+        page_number: u32,
+        page_size: u32,
+    ) -> Result<SearchResponse, GenesysError> {
+        self.client
+            .post_json(SEARCH_PATH, &self.body(window, page_number, page_size))
+            .await
+    }
+
+    /// Lists one window page by page; `page_size` is the size the service serves, learned
+    /// on the way and kept for the next windows.
+    async fn list(&self, window: Window, page_size: &mut u32) -> Result<Listed, GenesysError> {
+        let mut size = *page_size;
+        let mut page_number = 1u32;
+        let mut served = 0usize;
+        let mut pages_with_results = 0u32;
+        let mut found: BTreeMap<String, EvaluationHead> = BTreeMap::new();
+        loop {
+            if page_number.saturating_mul(size) > self.settings.paging_cap {
+                return Ok(Listed::Split("paging cap reached"));
+            }
+            let page = match self.page(window, page_number, size).await {
+                Ok(page) => page,
+                // A paging cap lower than configured shows up as a 400 past page 1.
+                Err(GenesysError::Api { status: 400, .. }) if page_number > 1 => {
+                    return Ok(Listed::Split("400 past page 1 (paging cap)"));
+                }
+                // A page size above the service's maximum may be refused.
+                Err(GenesysError::Api { status: 400, .. }) if size > MIN_PAGE_SIZE => {
+                    size = (size / 2).max(MIN_PAGE_SIZE);
+                    tracing::info!(
+                        page_size = size,
+                        "search refused its page size; asking for smaller pages"
+                    );
+                    *page_size = size;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let n = page.results.len();
+            if n == 0 {
+                break;
+            }
+            pages_with_results += 1;
+            if page_number == 1 {
+                // A clamped page size: echoed smaller, or silently shorter pages. A short
+                // first page may also be the whole listing; the next (empty) page tells.
+                let served_size = page.page_size.filter(|s| *s > 0).unwrap_or(size);
+                let effective = size.min(served_size).min(n as u32).max(1);
+                if effective < size {
+                    if served_size < size {
+                        tracing::info!(
+                            asked = size,
+                            served = served_size,
+                            "search serves smaller pages than asked; following them"
+                        );
+                        *page_size = served_size;
+                    }
+                    size = effective;
+                }
+            } else if page_number == 2 && size < *page_size {
+                // Page 1 was short and page 2 is not empty: the service clamps silently.
+                tracing::info!(
+                    asked = *page_size,
+                    served = size,
+                    "search serves fewer results per page than asked; following it"
+                );
+                *page_size = size;
+            }
+            served += n;
+            for raw in page.results {
+                match serde_json::from_str::<EvaluationHead>(raw.get()) {
+                    Ok(head) => {
+                        found.insert(head.id.clone(), head);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "search result without an evaluation id; skipped")
+                    }
+                }
+            }
+            page_number += 1;
+        }
+        if served > found.len() {
+            // Under page-number paging a repeat means something else was skipped.
+            return Ok(Listed::Split("ids repeated across pages"));
+        }
+        if pages_with_results >= 2 {
+            let mut tail = self.body(window, 1, size);
+            tail["sortOrder"] = json!("DESC");
+            let last: SearchResponse = self.client.post_json(SEARCH_PATH, &tail).await?;
+            let known: BTreeSet<&str> = found.keys().map(String::as_str).collect();
+            let unseen = last.results.iter().any(|raw| {
+                serde_json::from_str::<EvaluationHead>(raw.get())
+                    .is_ok_and(|h| !known.contains(h.id.as_str()))
+            });
+            if unseen {
+                return Ok(Listed::Split(
+                    "the listing ended before the window's last evaluations (paging cap)",
+                ));
+            }
+        }
+        Ok(Listed::Complete(found))
+    }
+
+    /// The window's evaluations counted by a `COUNT` aggregation (`pageSize` 0); `None` when
+    /// the service refuses it (4xx) or answers without a count.
+    async fn count(&self, window: Window) -> Result<Option<u64>, GenesysError> {
+        let mut body = self.body(window, 1, 0);
+        body["aggregations"] = json!([{
+            "name": "evaluations",
+            "type": "COUNT",
+            "field": "evaluationStatus",
+        }]);
+        if let Some(object) = body.as_object_mut() {
+            object.remove("sortBy");
+            object.remove("sortOrder");
+        }
+        match self
+            .client
+            .post_json::<SearchResponse, _>(SEARCH_PATH, &body)
             .await
         {
-            Ok(page) => page,
-            // A paging cap lower than configured shows up as a 400 past page 1.
-            Err(GenesysError::Api { status: 400, .. }) if page_number > 1 => {
-                return Ok(Paged::HitCap);
+            Ok(page) => Ok(page
+                .aggregations
+                .as_ref()
+                .and_then(|a| a.get("evaluations"))
+                .and_then(|a| a.count.or(a.value))
+                .filter(|c| c.is_finite() && *c >= 0.0)
+                .map(|c| c as u64)),
+            Err(GenesysError::Api { status, code, .. }) if (400..500).contains(&status) => {
+                tracing::info!(status, %code, "search aggregation refused; no independent count");
+                Ok(None)
             }
-            Err(e) => return Err(e),
-        };
-        let n = page.results.len();
-        for raw in page.results {
-            match serde_json::from_str::<EvaluationHead>(raw.get()) {
-                Ok(head) => {
-                    let d = Discovered {
-                        conversation_id: head.conversation.and_then(|c| c.id).unwrap_or_default(),
-                        evaluator_id: head.evaluator.and_then(|e| e.id),
-                        agent_id: head.agent.and_then(|a| a.id),
-                        created_date: head.created_date,
-                        automated: system_submitted,
-                        id: head.id,
-                    };
-                    out.insert(d.id.clone(), d);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "search result without an evaluation id; skipped")
-                }
-            }
+            Err(e) => Err(e),
         }
-        if n < page_size as usize {
-            return Ok(Paged::Complete);
-        }
-        page_number += 1;
+    }
+}
+
+/// What the search told us about one evaluation, enough to fetch it.
+pub(crate) fn discovered(head: &EvaluationHead, automated: bool) -> Discovered {
+    Discovered {
+        id: head.id.clone(),
+        conversation_id: head
+            .conversation
+            .as_ref()
+            .and_then(|c| c.id.clone())
+            .unwrap_or_default(),
+        evaluator_id: head.evaluator.as_ref().and_then(|e| e.id.clone()),
+        agent_id: head.agent.as_ref().and_then(|a| a.id.clone()),
+        created_date: head.created_date,
+        automated,
     }
 }

@@ -21,13 +21,16 @@ pub use discovery::SearchSettings;
 pub use parts::SCHEMA_VERSION;
 
 use crate::clock::{self, Clock};
+use crate::domain::Source;
 use crate::domain::{JobSpec, RunId};
 use crate::genesys::{Counted, GenesysClient, GenesysError};
 use crate::ports::{
-    Checkpoint, Discovered, ExportSink, JobStatus, JobStore, JobStoreError, Lease, LeaseOutcome,
-    Manifest, PartInfo, RequestStats, StoreError, discovery_key, form_key, part_key,
+    Checkpoint, CommitStatus, Discovered, ExportSink, JobStatus, JobStore, JobStoreError, Lease,
+    LeaseOutcome, Manifest, PartInfo, RequestStats, StoreError, Unavailable, discovery_key,
+    form_key, part_key,
 };
-use fetch::{Fetched, SINGLE_GROUP, fetch_group, group_of};
+use discovery::Search;
+use fetch::{GroupResult, QueryLearning, SINGLE_GROUP, fetch_group, group_of};
 use parts::{Line, LineWindow, PartBuilder};
 
 /// Engine settings.
@@ -124,6 +127,10 @@ pub enum ExportError {
     /// Writing a part failed.
     #[error("writing a part: {0}")]
     Io(#[from] std::io::Error),
+    /// The completeness check before commit failed: written + unavailable + outside the
+    /// window does not add up to what discovery found. Nothing is committed.
+    #[error("incomplete export, not committed: {0}")]
+    Incomplete(String),
 }
 
 /// What a run reports besides its outcome.
@@ -148,6 +155,8 @@ pub struct Exporter {
     /// One cell per form id: set once the form is stored. Concurrent days of the org wait
     /// for the same fetch; after a failure the next one tries again.
     forms: std::sync::Mutex<BTreeMap<String, Arc<tokio::sync::OnceCell<()>>>>,
+    /// What the org's bulk query turned out to do (page size, totals only).
+    query: QueryLearning,
 }
 
 struct Run<'a> {
@@ -161,6 +170,10 @@ struct Run<'a> {
     client_start: RequestStats,
     started_at: Timestamp,
     lease_renew_at: Timestamp,
+    /// Groups pushed into the part being built: their refusals and out-of-window
+    /// evaluations join the checkpoint with the part.
+    staged_unavailable: Vec<Unavailable>,
+    staged_outside: u64,
 }
 
 impl Exporter {
@@ -181,6 +194,7 @@ impl Exporter {
             config,
             holder: holder.into(),
             forms: std::sync::Mutex::new(BTreeMap::new()),
+            query: QueryLearning::new(config.query_page_size),
         }
     }
 
@@ -226,7 +240,7 @@ impl Exporter {
             LeaseOutcome::Acquired { checkpoint } => checkpoint,
         };
         let base_stats = checkpoint.as_ref().map(|c| c.stats).unwrap_or_default();
-        let cp = checkpoint.unwrap_or_else(|| Checkpoint {
+        let cp = checkpoint.map(|c| *c).unwrap_or_else(|| Checkpoint {
             run_id: RunId::generate(now),
             window: spec.window,
             discovery: None,
@@ -234,6 +248,10 @@ impl Exporter {
             done_groups: Vec::new(),
             form_ids: Vec::new(),
             stats: RequestStats::default(),
+            discovered: 0,
+            outside_window: 0,
+            unavailable: Vec::new(),
+            search_counts: Vec::new(),
         });
         let mut run = Run {
             spec,
@@ -243,6 +261,8 @@ impl Exporter {
             client_start: self.client.stats(),
             started_at: now,
             lease_renew_at: clock::add(now, self.config.lease / 3),
+            staged_unavailable: Vec::new(),
+            staged_outside: 0,
         };
         let result = self.export(&mut run, observer).await;
         let stats = self.stats(&run);
@@ -351,19 +371,7 @@ impl Exporter {
         let discovered = match self.read_discovery(run).await? {
             Some(discovered) => discovered,
             None => {
-                let mut found = BTreeMap::new();
-                for &system_submitted in spec.source.system_submitted_values() {
-                    discovery::discover(
-                        &run.calls,
-                        run.cp.window,
-                        spec.date_field,
-                        system_submitted,
-                        self.config.search,
-                        &mut found,
-                    )
-                    .await?;
-                }
-                let discovered: Vec<Discovered> = found.into_values().collect();
+                let discovered = self.discover(run).await?;
                 self.write_discovery(run, &discovered).await?;
                 discovered
             }
@@ -378,18 +386,19 @@ impl Exporter {
         let done: BTreeSet<String> = run.cp.done_groups.iter().cloned().collect();
         groups.retain(|g, _| !done.contains(g));
 
-        let (page_size, in_flight) = (self.config.query_page_size, self.config.in_flight);
+        let in_flight = self.config.in_flight;
         // Evaluator groups are paged one request at a time each, so several run at once;
         // the single-GET group spreads its own requests.
         let calls = run.calls.clone();
+        let query = &self.query;
         let mut results = futures::stream::iter(groups)
             .map(|(group, members)| {
                 let calls = &calls;
                 async move {
                     let per_group = if group == SINGLE_GROUP { in_flight } else { 1 };
-                    fetch_group(calls, &group, &members, page_size, per_group)
+                    fetch_group(calls, &group, &members, query, per_group)
                         .await
-                        .map(|fetched| (group, fetched))
+                        .map(|fetched| (group, members.len(), fetched))
                 }
             })
             .buffer_unordered(in_flight.max(1));
@@ -399,8 +408,8 @@ impl Exporter {
         let mut part = PartBuilder::new();
         let mut part_groups: Vec<String> = Vec::new();
         while let Some(result) = results.next().await {
-            let (group, fetched) = result?;
-            self.push_group(run, &mut part, fetched.into_values())?;
+            let (group, members, fetched) = result?;
+            self.push_group(run, &mut part, &group, members, fetched)?;
             part_groups.push(group);
             if part.records() >= self.config.part_records as u64 {
                 let full = std::mem::replace(&mut part, PartBuilder::new());
@@ -420,6 +429,18 @@ impl Exporter {
                 .await?;
         }
         self.export_forms(run).await?;
+
+        // Every discovered evaluation is written, refused (listed) or outside the window.
+        let written: u64 = run.cp.parts.iter().map(|p| p.records).sum();
+        let accounted = written + run.cp.unavailable.len() as u64 + run.cp.outside_window;
+        if accounted != run.cp.discovered {
+            return Err(ExportError::Incomplete(format!(
+                "discovered {} evaluations, but {written} are written, {} unavailable and {} outside the window",
+                run.cp.discovered,
+                run.cp.unavailable.len(),
+                run.cp.outside_window
+            )));
+        }
 
         // Still ours? Then commit: the manifest is the last write.
         let now = self.clock.now();
@@ -442,6 +463,15 @@ impl Exporter {
             parts: run.cp.parts.clone(),
             form_ids: run.cp.form_ids.clone(),
             stats,
+            status: if run.cp.unavailable.is_empty() {
+                CommitStatus::Committed
+            } else {
+                CommitStatus::CommittedWithGaps
+            },
+            discovered: run.cp.discovered,
+            outside_window: run.cp.outside_window,
+            unavailable: run.cp.unavailable.clone(),
+            search_counts: run.cp.search_counts.clone(),
         };
         self.sink.commit(&manifest).await?;
         if let Some(discovery) = &run.cp.discovery
@@ -449,19 +479,88 @@ impl Exporter {
         {
             tracing::warn!(key = %discovery.key, error = %e, "could not delete the discovery object");
         }
-        self.jobs
-            .finish(
-                spec,
-                &self.holder,
-                JobStatus::Committed {
+        let status = match manifest.status {
+            CommitStatus::Committed => JobStatus::Committed {
+                run_id: manifest.run_id.clone(),
+                evaluations: manifest.total_records,
+                committed_at: now,
+            },
+            CommitStatus::CommittedWithGaps => {
+                tracing::warn!(
+                    org_id = %spec.org_id,
+                    day = %spec.day,
+                    unavailable = manifest.unavailable.len(),
+                    "committed with gaps: the manifest lists the evaluations the API refused"
+                );
+                JobStatus::CommittedWithGaps {
                     run_id: manifest.run_id.clone(),
                     evaluations: manifest.total_records,
+                    unavailable: manifest.unavailable.len() as u64,
                     committed_at: now,
-                },
-                now,
-            )
-            .await?;
+                }
+            }
+        };
+        self.jobs.finish(spec, &self.holder, status, now).await?;
         Ok(manifest)
+    }
+
+    /// The window's exact id set (DESIGN §6 step 1). Human evaluations are listed first: an
+    /// id the human search lists is human even if the `systemSubmitted` search lists it too
+    /// (reference §8 U9), so `source = auto` lists human evaluations as well, to leave them
+    /// out. An evaluation whose date (as the search gave it) lies outside the window
+    /// belongs to the neighbouring day (a `DATE_RANGE` end that includes its end, U10): it
+    /// is counted in `outside_window`, not fetched.
+    async fn discover(&self, run: &mut Run<'_>) -> Result<Vec<Discovered>, ExportError> {
+        let spec = run.spec;
+        let window = run.cp.window;
+        let searches: &[bool] = match spec.source {
+            Source::Human => &[false],
+            Source::Auto | Source::Both => &[false, true],
+        };
+        let mut human: BTreeSet<String> = BTreeSet::new();
+        let mut found: BTreeMap<String, Discovered> = BTreeMap::new();
+        let mut outside = 0u64;
+        run.cp.search_counts.clear();
+        for &system_submitted in searches {
+            let search = Search {
+                client: &run.calls,
+                date_field: spec.date_field,
+                system_submitted,
+                settings: self.config.search,
+            };
+            let (heads, count) = search.discover(window).await?;
+            run.cp.search_counts.push(count);
+            for (id, head) in heads {
+                if !system_submitted {
+                    human.insert(id.clone());
+                    if spec.source == Source::Auto {
+                        continue;
+                    }
+                } else if human.contains(&id) {
+                    continue;
+                }
+                if found.contains_key(&id) {
+                    continue;
+                }
+                if head
+                    .date(spec.date_field)
+                    .is_some_and(|t| !window.contains(t))
+                {
+                    outside += 1;
+                    continue;
+                }
+                found.insert(id, discovery::discovered(&head, system_submitted));
+            }
+        }
+        if outside > 0 {
+            tracing::info!(
+                outside,
+                "evaluations listed outside the window (they belong to the neighbouring day)"
+            );
+        }
+        run.cp.discovered = found.len() as u64 + outside;
+        run.cp.outside_window = outside;
+        Ok(found.into_values().collect())
     }
 
     /// Stores the window's discovered id set next to the run's parts and checkpoints it.
@@ -506,17 +605,35 @@ impl Exporter {
         }
     }
 
-    /// Appends one group's evaluations to the part being built and notes their forms.
+    /// Appends one group's evaluations to the part being built and notes their forms; its
+    /// refusals and out-of-window evaluations are staged to join the checkpoint with the
+    /// part. Every member must be fetched or refused.
     fn push_group(
         &self,
         run: &mut Run<'_>,
         part: &mut PartBuilder,
-        fetched: impl Iterator<Item = Fetched>,
+        group: &str,
+        members: usize,
+        result: GroupResult,
     ) -> Result<(), ExportError> {
+        if result.fetched.len() + result.unavailable.len() != members {
+            return Err(ExportError::Incomplete(format!(
+                "group {group}: {members} discovered, {} fetched, {} unavailable",
+                result.fetched.len(),
+                result.unavailable.len()
+            )));
+        }
         let spec = run.spec;
         let exported_at = self.clock.now();
         let region = &self.client.endpoint().region;
-        for f in fetched {
+        for f in result.fetched.into_values() {
+            if f.head
+                .date(spec.date_field)
+                .is_some_and(|t| !run.cp.window.contains(t))
+            {
+                run.staged_outside += 1;
+                continue;
+            }
             part.push(&Line {
                 schema_version: SCHEMA_VERSION,
                 org_id: &spec.org_id,
@@ -534,6 +651,7 @@ impl Exporter {
                 run.cp.form_ids.insert(at, form);
             }
         }
+        run.staged_unavailable.extend(result.unavailable);
         Ok(())
     }
 
@@ -565,6 +683,8 @@ impl Exporter {
             observer.written(records);
         }
         run.cp.done_groups.append(groups);
+        run.cp.unavailable.append(&mut run.staged_unavailable);
+        run.cp.outside_window += std::mem::take(&mut run.staged_outside);
         self.save(run).await
     }
 

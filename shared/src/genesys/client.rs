@@ -214,6 +214,8 @@ struct Budget<'a> {
     extra: &'a Mutex<RequestStats>,
     attempts: u32,
     throttled: u32,
+    /// HTTP status of the last failed attempt, if it had one.
+    last_status: Option<u16>,
     backoff: backon::ExponentialBackoff,
 }
 
@@ -223,6 +225,7 @@ impl Budget<'_> {
             path: self.path.clone(),
             attempts: self.attempts,
             last: last.to_owned(),
+            status: self.last_status,
         }
     }
 }
@@ -251,6 +254,7 @@ impl GenesysClient {
                 path: String::new(),
                 attempts: 0,
                 last: format!("cannot build the HTTP client: {e}"),
+                status: None,
             })?;
         Ok(Self {
             http,
@@ -300,6 +304,7 @@ impl GenesysClient {
             path: path.to_owned(),
             attempts: 0,
             last: format!("cannot encode the request body: {e}"),
+            status: None,
         })
     }
 
@@ -333,6 +338,7 @@ impl GenesysClient {
             extra,
             attempts: 0,
             throttled: 0,
+            last_status: None,
             backoff: ExponentialBuilder::default()
                 .with_min_delay(self.config.backoff_min)
                 .with_max_delay(self.config.backoff_max)
@@ -424,10 +430,12 @@ impl GenesysClient {
                 request = request.json(body);
             }
             tracing::trace!(path = %budget.path, "sending");
+            let mut attempt_status = None;
             let outcome = match request.send().await {
                 Err(e) => Retry::Backoff(transport_error(&e)),
                 Ok(response) => {
                     let status = response.status();
+                    attempt_status = (!status.is_success()).then_some(status.as_u16());
                     self.admission.observe(&rate_headers(response.headers()));
                     match status {
                         s if s.is_success() => match response.bytes().await {
@@ -489,6 +497,7 @@ impl GenesysClient {
                     }
                 }
             };
+            budget.last_status = attempt_status;
             match outcome {
                 Retry::RateLimited(until, last) => {
                     self.note_429(&mut budget, &last)?;

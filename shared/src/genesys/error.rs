@@ -80,6 +80,9 @@ pub enum GenesysError {
         attempts: u32,
         /// The last failure.
         last: String,
+        /// HTTP status of the last failed attempt, when it had one (a 5xx that outlived its
+        /// retries, a 429); `None` for timeouts, connection errors and local failures.
+        status: Option<u16>,
     },
     /// The rate ledger says to wait past this run's budget: checkpoint and resume later.
     #[error("rate-limited until {until}; deferring")]

@@ -141,7 +141,9 @@ pub async fn handle_message(
 
 /// One CloudWatch embedded-metric-format line for a job run (namespace `scorecards`,
 /// dimension `OrgId`): `Requests`, `TokenRequests`, `Responses429`, `Retries`, `WaitedMs`
-/// (milliseconds), `Evaluations` and `Deferred` (1 when the job was continued later).
+/// (milliseconds), `Evaluations`, `Unavailable` (evaluations the API refused, listed in the
+/// manifest), `CommittedWithGaps` (1 when the day committed with unavailable evaluations)
+/// and `Deferred` (1 when the job was continued later).
 /// Lambda sends stdout to CloudWatch Logs, which turns the line into metrics.
 pub fn metrics_line(
     message: &JobMessage,
@@ -156,8 +158,14 @@ pub fn metrics_line(
         ("Retries", "Count"),
         ("WaitedMs", "Milliseconds"),
         ("Evaluations", "Count"),
+        ("Unavailable", "Count"),
+        ("CommittedWithGaps", "Count"),
         ("Deferred", "Count"),
     ];
+    let unavailable = match &report.outcome {
+        ExportOutcome::Committed(manifest) => manifest.unavailable.len(),
+        _ => 0,
+    };
     serde_json::json!({
         "_aws": {
             "Timestamp": now.as_millisecond(),
@@ -175,6 +183,8 @@ pub fn metrics_line(
         "Retries": s.retries,
         "WaitedMs": s.waited_ms,
         "Evaluations": report.evaluations,
+        "Unavailable": unavailable,
+        "CommittedWithGaps": u8::from(unavailable > 0),
         "Deferred": u8::from(matches!(report.outcome, ExportOutcome::Deferred { .. })),
     })
 }
