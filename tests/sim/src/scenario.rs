@@ -961,6 +961,8 @@ impl Scenario {
                 ("never_release_fraction", o.never_release_fraction),
                 ("redacted_fraction", o.redacted_fraction),
                 ("unsubmitted_fraction", o.unsubmitted_fraction),
+                ("tied_fraction", o.tied_fraction),
+                ("midnight_fraction", o.midnight_fraction),
             ] {
                 if !(0.0..=1.0).contains(&v) {
                     bail!("{at}.{f}: {v} is not within 0..=1");
