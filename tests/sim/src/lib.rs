@@ -74,7 +74,9 @@ pub struct TruthRecord {
     pub id: String,
     /// Exact JSON bytes the API serves for it: for evaluations, the
     /// `GET /api/v2/quality/conversations/{c}/evaluations/{e}` body (== the query entity with
-    /// `expandAnswerTotalScores=true`); for forms, `GET /api/v2/quality/forms/evaluations/{id}`.
+    /// `expandAnswerTotalScores=true` under U1 answer A; restricted evaluations under U8
+    /// answer B are included although their GET answers 403); for forms,
+    /// `GET /api/v2/quality/forms/evaluations/{id}`.
     pub json: String,
 }
 
