@@ -1,8 +1,9 @@
 //! Deterministic data generation (users, forms, evaluations) and their wire JSON.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use jiff::{SignedDuration, Timestamp};
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -54,6 +55,8 @@ pub(crate) struct User {
     pub id: String,
     pub name: String,
     pub email: String,
+    /// A deleted user (state `deleted`).
+    pub deleted: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -159,6 +162,8 @@ pub(crate) struct Evaluation {
     pub automated: bool,
     pub media_type: &'static str,
     pub policy_id: Option<String>,
+    /// Outside the client's divisions (U8).
+    pub restricted: bool,
 }
 
 /// Date fields an evaluation can be selected or sorted by.
@@ -521,15 +526,18 @@ pub(crate) fn generate_org(seed: u64, index: usize, spec: &OrgSpec, period: Peri
             i + 1,
             domain
         );
-        if i < spec.agents {
+        let deleted = if i < spec.agents {
             agents.push(users.len());
+            i < spec.deleted_agents
         } else {
             evaluators.push(users.len());
-        }
+            i - spec.agents < spec.deleted_evaluators
+        };
         users.push(User {
             id: uuid(&mut rng),
             name,
             email,
+            deleted,
         });
     }
     let mut forms = Vec::new();
@@ -612,8 +620,13 @@ pub(crate) fn generate_org(seed: u64, index: usize, spec: &OrgSpec, period: Peri
             automated,
             media_type,
             policy_id: automated.then(|| policy_id.clone()),
+            restricted: false,
         });
     }
+    // Data knobs draw from their own streams, so the data above does not depend on them.
+    apply_midnights(&mut evals, seed, index, spec, period);
+    apply_ties(&mut evals, seed, index, spec);
+    pick_restricted(&mut evals, seed, index, spec);
     let by_id = evals
         .iter()
         .enumerate()
@@ -634,6 +647,116 @@ pub(crate) fn generate_org(seed: u64, index: usize, spec: &OrgSpec, period: Peri
         evals,
         by_id,
         form_by_id,
+    }
+}
+
+/// Number of evaluations a fraction asks for: rounded, at least one when the fraction is
+/// positive.
+fn share(fraction: f64, n: usize) -> usize {
+    if fraction <= 0.0 || n == 0 {
+        0
+    } else {
+        ((fraction * n as f64).round() as usize).clamp(1, n)
+    }
+}
+
+/// U10 data: `midnight_fraction` of the evaluations get every date set to 00:00:00.000 UTC
+/// of a day inside the period.
+fn apply_midnights(evals: &mut [Evaluation], seed: u64, index: usize, spec: &OrgSpec, p: Period) {
+    const DAY: i64 = 86_400_000;
+    let n = share(spec.midnight_fraction, evals.len());
+    let first = ms(p.start).div_euclid(DAY) * DAY;
+    let first = if first < ms(p.start) {
+        first + DAY
+    } else {
+        first
+    };
+    let days: Vec<i64> = (0..)
+        .map(|k| first + k * DAY)
+        .take_while(|&d| d < ms(p.end))
+        .collect();
+    if n == 0 || days.is_empty() {
+        return;
+    }
+    let mut rng = rng_for(seed, &[index as u64, 6]);
+    let mut order: Vec<usize> = (0..evals.len()).collect();
+    order.shuffle(&mut rng);
+    for (k, &i) in order.iter().take(n).enumerate() {
+        let t = from_ms(days[k % days.len()]);
+        let e = &mut evals[i];
+        e.conversation = t;
+        e.conversation_end = t;
+        e.created = t;
+        e.changed = t;
+        e.submitted = e.submitted.map(|_| t);
+        e.release = e.release.map(|_| t);
+    }
+}
+
+/// U4 data: `tied_fraction` of the evaluations copy every date of an earlier evaluation of
+/// the same kind (automation, status, released or not), in clusters of 2–5.
+fn apply_ties(evals: &mut [Evaluation], seed: u64, index: usize, spec: &OrgSpec) {
+    let mut budget = share(spec.tied_fraction, evals.len());
+    if budget == 0 {
+        return;
+    }
+    let mut rng = rng_for(seed, &[index as u64, 7]);
+    let midnight = |e: &Evaluation| e.created == e.conversation;
+    let mut kinds: BTreeMap<(bool, &'static str, bool), Vec<usize>> = BTreeMap::new();
+    for (i, e) in evals.iter().enumerate() {
+        if !midnight(e) {
+            kinds
+                .entry((e.automated, e.status, e.release.is_some()))
+                .or_default()
+                .push(i);
+        }
+    }
+    let mut clusters: Vec<Vec<usize>> = Vec::new();
+    for (_, mut members) in kinds {
+        members.shuffle(&mut rng);
+        let mut rest = &members[..];
+        while rest.len() >= 2 {
+            let size = rng.random_range(2..=5usize).min(rest.len());
+            let mut c = rest[..size].to_vec();
+            c.sort_unstable();
+            clusters.push(c);
+            rest = &rest[size..];
+        }
+    }
+    clusters.shuffle(&mut rng);
+    for c in clusters {
+        if budget == 0 {
+            break;
+        }
+        let src = evals[c[0]].clone();
+        for &i in c.iter().skip(1).take(budget) {
+            let e = &mut evals[i];
+            e.conversation = src.conversation;
+            e.conversation_end = src.conversation_end;
+            e.created = src.created;
+            e.submitted = src.submitted;
+            e.release = src.release;
+            e.changed = src.changed;
+            budget -= 1;
+        }
+    }
+}
+
+/// U8 data: `restricted_evaluations` human FINISHED evaluations, one from each of that
+/// many equal slices of the period (by created date).
+fn pick_restricted(evals: &mut [Evaluation], seed: u64, index: usize, spec: &OrgSpec) {
+    let mut cands: Vec<usize> = (0..evals.len())
+        .filter(|&i| !evals[i].automated && evals[i].status == "FINISHED")
+        .collect();
+    let n = spec.restricted_evaluations.min(cands.len());
+    if n == 0 {
+        return;
+    }
+    cands.sort_by(|&a, &b| evals[a].created.cmp(&evals[b].created).then(a.cmp(&b)));
+    let mut rng = rng_for(seed, &[index as u64, 8]);
+    for k in 0..n {
+        let (lo, hi) = (k * cands.len() / n, (k + 1) * cands.len() / n);
+        evals[cands[rng.random_range(lo..hi)]].restricted = true;
     }
 }
 
@@ -664,6 +787,34 @@ struct SourceRef<'a> {
     kind: &'a str,
 }
 
+/// Which `answers` an evaluation is rendered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AnswersView {
+    /// No `answers`.
+    Absent,
+    /// The full answers with `questionGroupScores`.
+    Full,
+    /// Totals only (no `questionGroupScores`).
+    Totals,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TotalsWire<'a> {
+    total_score: f64,
+    total_critical_score: f64,
+    total_non_critical_score: f64,
+    any_failed_kill_questions: bool,
+    comments: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum AnswersWire<'a> {
+    Full(&'a Answers),
+    Totals(TotalsWire<'a>),
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct EvaluationWire<'a> {
@@ -677,7 +828,7 @@ struct EvaluationWire<'a> {
     calibration: Option<Ref<'a>>,
     status: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    answers: Option<&'a Answers>,
+    answers: Option<AnswersWire<'a>>,
     agent_has_read: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     release_date: Option<String>,
@@ -708,6 +859,16 @@ fn user_ref(u: &User) -> Ref<'_> {
 impl OrgData {
     /// The evaluation's JSON; `answers` only when `with_answers` (and not redacted/pending).
     pub fn render_eval(&self, e: &Evaluation, with_answers: bool) -> String {
+        let view = if with_answers {
+            AnswersView::Full
+        } else {
+            AnswersView::Absent
+        };
+        self.render_eval_view(e, view)
+    }
+
+    /// The evaluation's JSON with `answers` per `view` (never for redacted/pending).
+    pub fn render_eval_view(&self, e: &Evaluation, view: AnswersView) -> String {
         let f = &self.forms[e.form];
         let w = EvaluationWire {
             id: &e.id,
@@ -728,10 +889,17 @@ impl OrgData {
                 self_uri: format!("/api/v2/quality/calibrations/{c}"),
             }),
             status: e.status,
-            answers: if with_answers && !e.redacted {
-                e.answers.as_ref()
-            } else {
-                None
+            answers: match (view, e.answers.as_ref()) {
+                _ if e.redacted => None,
+                (AnswersView::Full, Some(a)) => Some(AnswersWire::Full(a)),
+                (AnswersView::Totals, Some(a)) => Some(AnswersWire::Totals(TotalsWire {
+                    total_score: a.total_score,
+                    total_critical_score: a.total_critical_score,
+                    total_non_critical_score: a.total_non_critical_score,
+                    any_failed_kill_questions: a.any_failed_kill_questions,
+                    comments: &a.comments,
+                })),
+                _ => None,
             },
             agent_has_read: e.agent_has_read,
             release_date: e.release.map(fmt_ts),
@@ -882,7 +1050,7 @@ impl OrgData {
             id: &u.id,
             name: &u.name,
             email: &u.email,
-            state: "active",
+            state: if u.deleted { "deleted" } else { "active" },
             username: &u.email,
             self_uri: format!("/api/v2/users/{}", u.id),
         })
@@ -893,6 +1061,7 @@ impl OrgData {
     pub fn insert_clone(&mut self, template: usize, id: String, rng: &mut ChaCha8Rng) -> usize {
         let mut e = self.evals[template].clone();
         e.id = id;
+        e.restricted = false;
         if e.answers.is_some() {
             e.answers = Some(score(&self.forms[e.form], rng));
         }

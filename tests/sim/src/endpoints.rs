@@ -8,8 +8,13 @@ use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::data::{DateField, Evaluation, fmt_ts, uuid};
-use crate::scenario::FaultKind;
+use rand::Rng;
+
+use crate::data::{AnswersView, DateField, Evaluation, fmt_ts, mix, uuid};
+use crate::scenario::{
+    DateRangeEnd, DeletedUserQuery, FaultKind, OutsideDivision, QueryAnswers, QueryTimeFilter,
+    SearchOverMax, SearchPastCap, SearchSystemSubmitted, SearchTies,
+};
 use crate::server::{Ctx, Ep, OrgRt};
 
 /// A response under construction.
@@ -220,6 +225,7 @@ fn page_uri(path: &str, params: &[(String, String)], n: u64) -> String {
 fn envelope(
     path: &str,
     params: &[(String, String)],
+    next_params: &[(String, String)],
     entities: Vec<String>,
     page_size: u64,
     page_number: u64,
@@ -235,7 +241,7 @@ fn envelope(
         page_count,
         first_uri: page_uri(path, params, 1),
         self_uri: page_uri(path, params, page_number),
-        next_uri: next.map(|n| page_uri(path, params, n)),
+        next_uri: next.map(|n| page_uri(path, next_params, n)),
         previous_uri: (page_number > 1).then(|| page_uri(path, params, page_number - 1)),
         last_uri: page_uri(path, params, page_count.max(1)),
     };
@@ -262,7 +268,7 @@ fn simple_page<T>(
     let page_count = total.div_ceil(ps);
     let next = (pn * ps < total).then_some(pn + 1);
     ok_json(envelope(
-        path, params, page, ps, pn, total, page_count, next,
+        path, params, params, page, ps, pn, total, page_count, next,
     ))
 }
 
@@ -346,6 +352,13 @@ fn get_one(org: &OrgRt, conversation_id: &str, evaluation_id: &str) -> Res {
     if e.conversation_id != conversation_id {
         return Err(ApiErr::not_found("evaluation"));
     }
+    if e.restricted && org.spec.switches.get_outside_division == OutsideDivision::Forbidden {
+        return Err(ApiErr::new(
+            403,
+            "not.authorized",
+            "You are not authorized to perform the requested action.",
+        ));
+    }
     ok_json(org.data.render_eval(e, true))
 }
 
@@ -387,25 +400,45 @@ fn users(org: &OrgRt, params: &[(String, String)]) -> Res {
 
 // ------------------------------------------------------------------ listings with paging faults
 
-/// How a listing sorts: by `key` (missing dates last in ascending order), ties by id,
-/// the whole order reversed for descending.
+/// How a listing sorts: by `key` (missing dates last in ascending order), ties by id
+/// (or, with `salt`, by a draw from the salt, then id), the whole order reversed for
+/// descending.
 #[derive(Clone, Copy)]
 struct SortSpec {
     key: DateField,
     desc: bool,
+    salt: Option<u64>,
 }
 
 impl SortSpec {
-    fn cmp(&self, a: &Evaluation, b: &Evaluation) -> Ordering {
-        let ka = a.date(self.key);
-        let kb = b.date(self.key);
-        let o = match (ka, kb) {
+    fn new(key: DateField, desc: bool) -> SortSpec {
+        SortSpec {
+            key,
+            desc,
+            salt: None,
+        }
+    }
+    fn primary(&self, a: &Evaluation, b: &Evaluation) -> Ordering {
+        match (a.date(self.key), b.date(self.key)) {
             (Some(x), Some(y)) => x.cmp(&y),
             (Some(_), None) => Ordering::Less,
             (None, Some(_)) => Ordering::Greater,
             (None, None) => Ordering::Equal,
         }
-        .then_with(|| a.id.cmp(&b.id));
+    }
+    fn cmp(&self, a: &Evaluation, b: &Evaluation) -> Ordering {
+        let o = self.primary(a, b).then_with(|| a.id.cmp(&b.id));
+        if self.desc { o.reverse() } else { o }
+    }
+    /// Order of evaluations `a` and `b` (indices into `evals`).
+    fn cmp_idx(&self, evals: &[Evaluation], a: usize, b: usize) -> Ordering {
+        let Some(salt) = self.salt else {
+            return self.cmp(&evals[a], &evals[b]);
+        };
+        let o = self
+            .primary(&evals[a], &evals[b])
+            .then_with(|| mix(salt, &[a as u64]).cmp(&mix(salt, &[b as u64])))
+            .then_with(|| evals[a].id.cmp(&evals[b].id));
         if self.desc { o.reverse() } else { o }
     }
 }
@@ -432,7 +465,7 @@ fn serve_page(
     sort: SortSpec,
     ps: usize,
     pn: u64,
-    with_answers: bool,
+    view: AnswersView,
 ) -> PageResult {
     let start = ((pn - 1) as usize).saturating_mul(ps);
     let end = start.saturating_add(ps).min(sorted.len());
@@ -494,7 +527,7 @@ fn serve_page(
     let entities: Vec<String> = injected
         .iter()
         .chain(page.iter())
-        .map(|&i| org.data.render_eval(&org.data.evals[i], with_answers))
+        .map(|&i| org.data.render_eval_view(&org.data.evals[i], view))
         .collect();
     let next_key = (key.to_string(), pn + 1);
     if let Some(i) = rescore {
@@ -540,9 +573,9 @@ fn bump_faults(org: &mut OrgRt, ep: Ep, n: u64) {
 /// `GET /api/v2/quality/evaluations/query`.
 fn query(org: &mut OrgRt, params: &[(String, String)]) -> Res {
     let sw = org.spec.switches.clone();
-    let ps = int_param(params, "pageSize", 25, 1, u64::from(sw.max_page_size))?;
+    let ps = int_param(params, "pageSize", 25, 1, u64::from(sw.query_max_page_size))?;
     let pn = int_param(params, "pageNumber", 1, 1, u64::from(u32::MAX))?;
-    if sw.query_paging_cap > 0 && pn * ps > sw.query_paging_cap {
+    if sw.query_paging_cap > 0 && pn.saturating_mul(ps) > sw.query_paging_cap {
         return Err(ApiErr::bad(
             "pageNumber",
             format!(
@@ -570,6 +603,30 @@ fn query(org: &mut OrgRt, params: &[(String, String)]) -> Res {
         .map(|v| parse_ts("endTime", v))
         .transpose()?;
     let expand = bool_param(params, "expandAnswerTotalScores")?.unwrap_or(false);
+    let include_deleted = bool_param(params, "includeDeletedUsers")?.unwrap_or(false);
+    if sw.deleted_user_query == DeletedUserQuery::Rejected && !include_deleted {
+        for (k, v) in [
+            ("evaluatorUserId", evaluator),
+            ("agentUserId", agent),
+            ("assigneeUserId", assignee),
+        ] {
+            if let Some(id) = v
+                && org.data.users.iter().any(|u| u.deleted && u.id == id)
+            {
+                return Err(ApiErr {
+                    status: 400,
+                    code: "quality.query.invalid.user".into(),
+                    message: format!(
+                        "{k}: user {id} is deleted; set includeDeletedUsers=true to query their evaluations"
+                    ),
+                    field: Some(k.into()),
+                });
+            }
+        }
+    }
+    let omit_deleted = sw.deleted_user_query == DeletedUserQuery::Omitted && !include_deleted;
+    let omit_restricted = sw.get_outside_division == OutsideDivision::Forbidden;
+    let by_release = sw.query_time_filter == QueryTimeFilter::Release;
     let is_released = bool_param(params, "isReleased")?;
     let agent_has_read = bool_param(params, "agentHasRead")?;
     let states = multi(params, "evaluationState");
@@ -587,28 +644,31 @@ fn query(org: &mut OrgRt, params: &[(String, String)]) -> Res {
     };
     let agent_only = agent.is_some() && conv.is_none() && evaluator.is_none() && assignee.is_none();
     let sort = if agent_only {
-        SortSpec {
-            key: DateField::ReleaseDate,
-            desc,
-        }
+        SortSpec::new(DateField::ReleaseDate, desc)
     } else {
-        SortSpec {
-            key: DateField::CreatedDate,
-            desc: desc && conv.is_none(),
-        }
+        SortSpec::new(DateField::CreatedDate, desc && conv.is_none())
     };
     let d = &org.data;
     let uid = |i: usize| d.users[i].id.as_str();
     let mut sorted: Vec<usize> = (0..d.evals.len())
         .filter(|&i| {
             let e = &d.evals[i];
+            let bounded = if by_release {
+                e.release
+            } else {
+                Some(e.created)
+            };
+            let deleted =
+                d.users[e.agent].deleted || e.evaluator.is_some_and(|x| d.users[x].deleted);
             conv.is_none_or(|c| e.conversation_id == c)
                 && agent.is_none_or(|a| uid(e.agent) == a)
                 && evaluator.is_none_or(|v| e.evaluator.is_some_and(|x| uid(x) == v))
                 && assignee.is_none_or(|v| e.evaluator.is_some_and(|x| uid(x) == v))
                 && !(agent_only && e.never_release)
-                && start.is_none_or(|s| e.created >= s)
-                && end.is_none_or(|t| e.created < t)
+                && !(omit_deleted && deleted)
+                && !(omit_restricted && e.restricted)
+                && start.is_none_or(|s| bounded.is_some_and(|t| t >= s))
+                && end.is_none_or(|x| bounded.is_some_and(|t| t < x))
                 && is_released.is_none_or(|r| e.release.is_some() == r)
                 && agent_has_read.is_none_or(|r| e.agent_has_read == r)
                 && (states.is_empty() || states.iter().any(|s| s == e.status))
@@ -623,7 +683,12 @@ fn query(org: &mut OrgRt, params: &[(String, String)]) -> Res {
         format!("query:{k:?}")
     };
     let total = sorted.len() as u64;
-    let r = serve_page(org, Ep::Query, &key, &sorted, sort, ps as usize, pn, expand);
+    let view = match (expand, sw.query_answers) {
+        (false, _) => AnswersView::Absent,
+        (true, QueryAnswers::Full) => AnswersView::Full,
+        (true, QueryAnswers::TotalsOnly) => AnswersView::Totals,
+    };
+    let r = serve_page(org, Ep::Query, &key, &sorted, sort, ps as usize, pn, view);
     let next = if r.repeat_self {
         Some(pn)
     } else if r.has_next || r.force_next {
@@ -636,9 +701,25 @@ fn query(org: &mut OrgRt, params: &[(String, String)]) -> Res {
     } else {
         (total, total.div_ceil(ps))
     };
+    const ID_PARAMS: &[&str] = &[
+        "conversationId",
+        "agentUserId",
+        "evaluatorUserId",
+        "assigneeUserId",
+    ];
+    let next_params: Vec<(String, String)> = if sw.next_uri_drops_params {
+        params
+            .iter()
+            .filter(|(k, _)| ID_PARAMS.contains(&k.as_str()) || k == "pageNumber")
+            .cloned()
+            .collect()
+    } else {
+        params.to_vec()
+    };
     ok_json(envelope(
         "/api/v2/quality/evaluations/query",
         params,
+        &next_params,
         r.entities,
         ps,
         pn,
@@ -826,27 +907,33 @@ fn search(org: &mut OrgRt, body: &[u8]) -> Res {
                 .ok_or_else(|| field_err(k, "must be a non-negative integer")),
         }
     };
-    let ps = int("pageSize")?.unwrap_or(25);
-    if ps > u64::from(sw.max_page_size) {
-        return Err(field_err(
-            "pageSize",
-            &format!("must not exceed {}", sw.max_page_size),
-        ));
-    }
+    let requested = int("pageSize")?.unwrap_or(25);
+    let max = u64::from(sw.search_max_page_size);
+    // (served page size, echoed page size)
+    let (ps, echo) = match sw.search_over_max {
+        _ if requested <= max => (requested, requested),
+        SearchOverMax::Reject => {
+            return Err(field_err("pageSize", &format!("must not exceed {max}")));
+        }
+        SearchOverMax::Clamp => (max, max),
+        SearchOverMax::ClampEchoRequested => (max, requested),
+    };
     let pn = int("pageNumber")?.ok_or_else(|| field_err("pageNumber", "is required"))?;
     if pn < 1 {
         return Err(field_err("pageNumber", "must be at least 1"));
     }
-    if sw.search_paging_cap > 0 && pn * ps > sw.search_paging_cap {
+    let past_cap = sw.search_paging_cap > 0 && pn.saturating_mul(ps) > sw.search_paging_cap;
+    if past_cap && sw.search_past_cap == SearchPastCap::Reject {
         return Err(field_err(
             "pageNumber",
             &format!(
                 "pageNumber × pageSize must not exceed {} (got {})",
                 sw.search_paging_cap,
-                pn * ps
+                pn.saturating_mul(ps)
             ),
         ));
     }
+    let aggregations = parse_aggregations(&v)?;
     let system = match v.get("systemSubmitted") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
@@ -872,19 +959,26 @@ fn search(org: &mut OrgRt, body: &[u8]) -> Res {
         Some(Value::String(s)) if s.eq_ignore_ascii_case("DESC") => true,
         Some(_) => return Err(field_err("sortOrder", "must be ASC or DESC")),
     };
-    let sort = SortSpec {
-        key: key_field,
-        desc,
-    };
+    let mut sort = SortSpec::new(key_field, desc);
+    if sw.search_ties == SearchTies::Unstable {
+        sort.salt = Some(org.ties_rng.random());
+    }
+    let all_sources = sw.search_system_submitted == SearchSystemSubmitted::All;
+    let inclusive = sw.date_range_end == DateRangeEnd::Inclusive;
     let d = &org.data;
     let mut sorted: Vec<usize> = (0..d.evals.len())
         .filter(|&i| {
             let e = &d.evals[i];
-            e.automated == system
+            let source_ok = if system {
+                all_sources || e.automated
+            } else {
+                !e.automated
+            };
+            source_ok
                 && crits.iter().all(|c| match c {
-                    Crit::Range { field, start, end } => {
-                        e.date(*field).is_some_and(|t| t >= *start && t < *end)
-                    }
+                    Crit::Range { field, start, end } => e
+                        .date(*field)
+                        .is_some_and(|t| t >= *start && (t < *end || (inclusive && t == *end))),
                     Crit::Exact { field, values, not } => {
                         let hit = exact_value(org, e, field)
                             .is_some_and(|x| values.iter().any(|v| v == x));
@@ -893,12 +987,25 @@ fn search(org: &mut OrgRt, body: &[u8]) -> Res {
                 })
         })
         .collect();
-    sorted.sort_by(|&a, &b| sort.cmp(&d.evals[a], &d.evals[b]));
+    sorted.sort_by(|&a, &b| sort.cmp_idx(&d.evals, a, b));
+    let counts: Option<BTreeMap<String, AggCount>> = (!aggregations.is_empty()).then(|| {
+        aggregations
+            .iter()
+            .map(|n| {
+                (
+                    n.clone(),
+                    AggCount {
+                        count: sorted.len() as u64,
+                    },
+                )
+            })
+            .collect()
+    });
     if let Some(o) = v.as_object_mut() {
         o.remove("pageNumber");
     }
     let key = format!("search:{v}");
-    let entities = if ps == 0 {
+    let entities = if ps == 0 || past_cap {
         Vec::new()
     } else {
         serve_page(
@@ -909,7 +1016,11 @@ fn search(org: &mut OrgRt, body: &[u8]) -> Res {
             sort,
             ps as usize,
             pn,
-            sw.search_includes_answers,
+            if sw.search_includes_answers {
+                AnswersView::Full
+            } else {
+                AnswersView::Absent
+            },
         )
         .entities
     };
@@ -919,15 +1030,68 @@ fn search(org: &mut OrgRt, body: &[u8]) -> Res {
         page_size: u64,
         page_number: u64,
         results: Vec<Box<RawValue>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        aggregations: Option<BTreeMap<String, AggCount>>,
     }
     ok_json(
         serde_json::to_string(&Out {
-            page_size: ps,
+            page_size: echo,
             page_number: pn,
             results: entities.into_iter().map(raw).collect(),
+            aggregations: counts,
         })
         .expect("serialises"),
     )
+}
+
+/// One entry of a search response's `aggregations` map
+/// (`EvaluationSearchAggregationResponse`; the simulator fills `count` only).
+#[derive(Serialize)]
+struct AggCount {
+    count: u64,
+}
+
+/// Search `aggregations`: names of COUNT aggregations on `evaluationStatus`. Every
+/// matching evaluation has a status, so each count is the number of matches.
+fn parse_aggregations(body: &Value) -> Result<Vec<String>, ApiErr> {
+    let arr = match body.get("aggregations") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(a)) => a,
+        Some(_) => return Err(field_err("aggregations", "must be an array")),
+    };
+    let mut names = Vec::new();
+    for (i, a) in arr.iter().enumerate() {
+        let at = |f: &str| format!("aggregations[{i}].{f}");
+        let s = |f: &str| a.get(f).and_then(Value::as_str);
+        let name = s("name").ok_or_else(|| field_err(&at("name"), "is required (string)"))?;
+        match s("type") {
+            Some("COUNT") => {}
+            Some(t) => {
+                return Err(field_err(
+                    &at("type"),
+                    &format!("{t:?} is not supported by the simulator (supported: COUNT)"),
+                ));
+            }
+            None => return Err(field_err(&at("type"), "is required (string)")),
+        }
+        match s("field") {
+            Some("evaluationStatus") => {}
+            Some(f) => {
+                return Err(field_err(
+                    &at("field"),
+                    &format!(
+                        "{f:?} is not supported by the simulator (supported: evaluationStatus)"
+                    ),
+                ));
+            }
+            None => return Err(field_err(&at("field"), "is required (string)")),
+        }
+        if names.iter().any(|n| n == name) {
+            return Err(field_err(&at("name"), &format!("{name:?} is used twice")));
+        }
+        names.push(name.to_string());
+    }
+    Ok(names)
 }
 
 /// `POST /api/v2/analytics/evaluations/aggregates/query` (one bucket for the whole

@@ -21,6 +21,7 @@ pub mod scenario;
 mod server;
 pub mod stats;
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -30,8 +31,10 @@ use serde::{Deserialize, Serialize};
 
 pub use data::DateField;
 pub use scenario::{
-    EndpointSel, FaultKind, FaultSpec, LatencyRange, LatencySpec, OrgSpec, REGION_DOMAINS,
-    RateLimitSpec, Scenario, Switches, TooManyBody,
+    DateRangeEnd, DeletedUserQuery, EndpointSel, FaultKind, FaultSpec, LatencyRange, LatencySpec,
+    OrgSpec, OutsideDivision, QueryAnswers, QueryTimeFilter, REGION_DOMAINS, RateLimitSpec,
+    Scenario, SearchOverMax, SearchPastCap, SearchSystemSubmitted, SearchTies, Switches,
+    TooManyBody, Unknown,
 };
 pub use stats::{Counters, OrgStats, Stats};
 
@@ -71,7 +74,9 @@ pub struct TruthRecord {
     pub id: String,
     /// Exact JSON bytes the API serves for it: for evaluations, the
     /// `GET /api/v2/quality/conversations/{c}/evaluations/{e}` body (== the query entity with
-    /// `expandAnswerTotalScores=true`); for forms, `GET /api/v2/quality/forms/evaluations/{id}`.
+    /// `expandAnswerTotalScores=true` under U1 answer A; restricted evaluations under U8
+    /// answer B are included although their GET answers 403); for forms,
+    /// `GET /api/v2/quality/forms/evaluations/{id}`.
     pub json: String,
 }
 
@@ -220,6 +225,44 @@ impl SimHandle {
             .collect();
         out.sort_by(|a, b| a.id.cmp(&b.id));
         out
+    }
+
+    /// The switches of `org_id` (None for an unknown org).
+    pub fn switches(&self, org_id: &str) -> Option<Switches> {
+        self.org_rt(org_id).map(|o| lock(o).spec.switches.clone())
+    }
+
+    /// Ids of the evaluations of `org_id` outside the client's divisions (U8): their single
+    /// GET answers 403 and query pages leave them out. Empty unless the org's
+    /// `get_outside_division` is `forbidden`. They are still in [`SimHandle::ground_truth`].
+    pub fn restricted_ids(&self, org_id: &str) -> BTreeSet<String> {
+        let Some(org) = self.org_rt(org_id) else {
+            return BTreeSet::new();
+        };
+        let org = lock(org);
+        if org.spec.switches.get_outside_division != OutsideDivision::Forbidden {
+            return BTreeSet::new();
+        }
+        org.data
+            .evals
+            .iter()
+            .filter(|e| e.restricted)
+            .map(|e| e.id.clone())
+            .collect()
+    }
+
+    /// Ids of the deleted users of `org_id` (U7; state `deleted` in `/api/v2/users`).
+    pub fn deleted_user_ids(&self, org_id: &str) -> BTreeSet<String> {
+        let Some(org) = self.org_rt(org_id) else {
+            return BTreeSet::new();
+        };
+        let org = lock(org);
+        org.data
+            .users
+            .iter()
+            .filter(|u| u.deleted)
+            .map(|u| u.id.clone())
+            .collect()
     }
 
     /// Stop accepting connections; in-flight requests finish. Idempotent.

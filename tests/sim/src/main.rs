@@ -19,7 +19,7 @@ struct Cli {
 enum Cmd {
     /// Serve a scenario on 127.0.0.1 until Ctrl-C.
     Serve {
-        /// Built-in scenario (demo, bench, test) or a .toml/.json file.
+        /// Built-in scenario (demo, bench, test, pessimistic) or a .toml/.json file.
         #[arg(long, default_value = "demo")]
         scenario: String,
         /// TCP port on 127.0.0.1 (0 = any free port).

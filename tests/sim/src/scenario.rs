@@ -99,8 +99,192 @@ impl Default for LatencySpec {
     }
 }
 
+/// U1: what `expandAnswerTotalScores=true` gives on the bulk query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum QueryAnswers {
+    /// A: the full `answers`, with `questionGroupScores`.
+    #[default]
+    Full,
+    /// B: `answers` holds the totals only (no `questionGroupScores` key).
+    TotalsOnly,
+}
+
+/// U3: a search `pageSize` above `search_max_page_size`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SearchOverMax {
+    /// A: 400 naming `pageSize`.
+    #[default]
+    Reject,
+    /// B: pages of `search_max_page_size` results, offset = (pageNumber − 1) × that size;
+    /// the response echoes the clamped `pageSize`.
+    Clamp,
+    /// B': as `Clamp`, but the response echoes the requested `pageSize`.
+    ClampEchoRequested,
+}
+
+/// U4: search order among equal sort-field values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SearchTies {
+    /// A: ties ordered by id, the same on every request.
+    #[default]
+    Stable,
+    /// B: ties ordered by a fresh seeded draw on every request.
+    Unstable,
+}
+
+/// U5: a search page past `search_paging_cap`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SearchPastCap {
+    /// A: 400 naming `pageNumber`.
+    #[default]
+    Reject,
+    /// B: 200 with `results: []`.
+    Empty,
+}
+
+/// U6: which date the bulk query's `startTime`/`endTime` bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum QueryTimeFilter {
+    /// A: `createdDate` (= `assignedDate`).
+    #[default]
+    Created,
+    /// B: `releaseDate` (unreleased evaluations never match a time-bounded query).
+    Release,
+}
+
+/// U7: evaluations of deleted users on the bulk query (without `includeDeletedUsers=true`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DeletedUserQuery {
+    /// A: returned like any other.
+    #[default]
+    Returned,
+    /// B: a query naming a deleted user (`evaluatorUserId`, `agentUserId`,
+    /// `assigneeUserId`) answers 400 `quality.query.invalid.user`.
+    Rejected,
+    /// B': entities whose evaluator or agent is deleted are left out of query pages.
+    Omitted,
+}
+
+/// U8: evaluations outside the client's divisions (`OrgSpec::restricted_evaluations`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OutsideDivision {
+    /// A: served like any other.
+    #[default]
+    Allowed,
+    /// B: found by search, left out of query pages, single GET answers 403 `not.authorized`.
+    Forbidden,
+}
+
+/// U9: what search `systemSubmitted: true` selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SearchSystemSubmitted {
+    /// A: automated evaluations only.
+    #[default]
+    OnlyAutomated,
+    /// B: automated and human evaluations.
+    All,
+}
+
+/// U10: the end of a search `DATE_RANGE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DateRangeEnd {
+    /// A: exclusive.
+    #[default]
+    Exclusive,
+    /// B: inclusive (a value at exactly the end matches two adjacent days).
+    Inclusive,
+}
+
+/// The twelve undocumented behaviours of the real API (reference §8), for loops over
+/// "answer B of one unknown at a time".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Unknown {
+    /// `expandAnswerTotalScores=true` on the bulk query: full answers or totals only.
+    U1,
+    /// Bulk query `nextUri`: keeps every parameter or drops some.
+    U2,
+    /// Search `pageSize` above the maximum: 400 or clamped.
+    U3,
+    /// Search order among equal sort values: stable or not.
+    U4,
+    /// Search past the paging cap: 400 or an empty page.
+    U5,
+    /// Bulk query `startTime`/`endTime`: created date or release date.
+    U6,
+    /// Deleted users on the bulk query: returned or 400.
+    U7,
+    /// Single GET outside the client's divisions: 200 or 403.
+    U8,
+    /// Search `systemSubmitted: true`: automated only or everything.
+    U9,
+    /// Search `DATE_RANGE` end: exclusive or inclusive.
+    U10,
+    /// Rate-limit window and allowance (`inin-ratelimit-*`): 300 per 60 s or another.
+    U11,
+    /// Bulk query `pageSize` 100: accepted or above the maximum.
+    U12,
+}
+
+impl Unknown {
+    /// All twelve, in order.
+    pub const ALL: [Unknown; 12] = [
+        Unknown::U1,
+        Unknown::U2,
+        Unknown::U3,
+        Unknown::U4,
+        Unknown::U5,
+        Unknown::U6,
+        Unknown::U7,
+        Unknown::U8,
+        Unknown::U9,
+        Unknown::U10,
+        Unknown::U11,
+        Unknown::U12,
+    ];
+
+    /// All twelve, in order.
+    pub fn all() -> [Unknown; 12] {
+        Self::ALL
+    }
+
+    /// `"U1"` … `"U12"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Unknown::U1 => "U1",
+            Unknown::U2 => "U2",
+            Unknown::U3 => "U3",
+            Unknown::U4 => "U4",
+            Unknown::U5 => "U5",
+            Unknown::U6 => "U6",
+            Unknown::U7 => "U7",
+            Unknown::U8 => "U8",
+            Unknown::U9 => "U9",
+            Unknown::U10 => "U10",
+            Unknown::U11 => "U11",
+            Unknown::U12 => "U12",
+        }
+    }
+}
+
+impl std::fmt::Display for Unknown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Scenario switches that change API behaviour (mostly where the reference is UNCONFIRMED).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The default of every switch is answer A of its unknown (reference §8); see
+/// [`Switches::pessimistic`] and [`Switches::with_b`] for answer B.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Switches {
     /// Search results carry `answers` (default false: they never do).
@@ -108,15 +292,39 @@ pub struct Switches {
     /// Query pages report wrong `total`/`pageCount` (total = entities on the page,
     /// pageCount = the page number), while `nextUri` stays correct. Default false.
     pub query_totals_wrong: bool,
-    /// Search paging cap: `pageNumber × pageSize` above it → 400. 0 = off. Default 10,000.
+    /// Search paging cap: `pageNumber × pageSize` above it → 400 (or, under
+    /// `search_past_cap = empty`, an empty page). 0 = off. Default 10,000.
     pub search_paging_cap: u64,
-    /// Query paging cap, same rule. 0 = off (default).
+    /// Query paging cap, same rule (always 400). 0 = off (default).
     pub query_paging_cap: u64,
-    /// Largest `pageSize` accepted by search and query (above → 400). Default 100.
-    pub max_page_size: u32,
     /// Whether requests rejected with 429 still count toward the fixed window
     /// (real behaviour unconfirmed). Default false.
     pub rejected_count_toward_window: bool,
+    /// U1: answers of the bulk query with `expandAnswerTotalScores=true`. Default `full`.
+    pub query_answers: QueryAnswers,
+    /// U2: the bulk query's `nextUri` keeps only the user/conversation id parameters and
+    /// `pageNumber`. Default false (every parameter kept).
+    pub next_uri_drops_params: bool,
+    /// U3: a search `pageSize` above `search_max_page_size`. Default `reject`.
+    pub search_over_max: SearchOverMax,
+    /// U3: largest search `pageSize` (served page size under clamping). Default 100.
+    pub search_max_page_size: u32,
+    /// U4: order among equal search sort values. Default `stable`.
+    pub search_ties: SearchTies,
+    /// U5: a search page past `search_paging_cap`. Default `reject`.
+    pub search_past_cap: SearchPastCap,
+    /// U6: the date bounded by the bulk query's `startTime`/`endTime`. Default `created`.
+    pub query_time_filter: QueryTimeFilter,
+    /// U7: deleted users on the bulk query. Default `returned`.
+    pub deleted_user_query: DeletedUserQuery,
+    /// U8: evaluations outside the client's divisions. Default `allowed`.
+    pub get_outside_division: OutsideDivision,
+    /// U9: what search `systemSubmitted: true` selects. Default `only_automated`.
+    pub search_system_submitted: SearchSystemSubmitted,
+    /// U10: the end of a search `DATE_RANGE`. Default `exclusive`.
+    pub date_range_end: DateRangeEnd,
+    /// U12: largest bulk query `pageSize` (above → 400 naming `pageSize`). Default 100.
+    pub query_max_page_size: u32,
 }
 
 impl Default for Switches {
@@ -126,9 +334,58 @@ impl Default for Switches {
             query_totals_wrong: false,
             search_paging_cap: 10_000,
             query_paging_cap: 0,
-            max_page_size: 100,
             rejected_count_toward_window: false,
+            query_answers: QueryAnswers::Full,
+            next_uri_drops_params: false,
+            search_over_max: SearchOverMax::Reject,
+            search_max_page_size: 100,
+            search_ties: SearchTies::Stable,
+            search_past_cap: SearchPastCap::Reject,
+            query_time_filter: QueryTimeFilter::Created,
+            deleted_user_query: DeletedUserQuery::Returned,
+            get_outside_division: OutsideDivision::Allowed,
+            search_system_submitted: SearchSystemSubmitted::OnlyAutomated,
+            date_range_end: DateRangeEnd::Exclusive,
+            query_max_page_size: 100,
         }
+    }
+}
+
+impl Switches {
+    /// Every unknown at its B answer (the other switches at their defaults).
+    pub fn pessimistic() -> Self {
+        Unknown::ALL
+            .iter()
+            .fold(Self::default(), |s, &u| s.with_b(u))
+    }
+
+    /// Answer B of one unknown, the rest unchanged:
+    /// U1 `query_answers = totals_only`; U2 `next_uri_drops_params = true`;
+    /// U3 `search_over_max = clamp_echo_requested` and `search_max_page_size = 50`;
+    /// U4 `search_ties = unstable`; U5 `search_past_cap = empty`;
+    /// U6 `query_time_filter = release`; U7 `deleted_user_query = rejected`;
+    /// U8 `get_outside_division = forbidden`; U9 `search_system_submitted = all`;
+    /// U10 `date_range_end = inclusive`; U11 no switch (see [`OrgSpec::with_unknown_b`]);
+    /// U12 `query_max_page_size = 25`.
+    pub fn with_b(mut self, unknown: Unknown) -> Self {
+        match unknown {
+            Unknown::U1 => self.query_answers = QueryAnswers::TotalsOnly,
+            Unknown::U2 => self.next_uri_drops_params = true,
+            Unknown::U3 => {
+                self.search_over_max = SearchOverMax::ClampEchoRequested;
+                self.search_max_page_size = 50;
+            }
+            Unknown::U4 => self.search_ties = SearchTies::Unstable,
+            Unknown::U5 => self.search_past_cap = SearchPastCap::Empty,
+            Unknown::U6 => self.query_time_filter = QueryTimeFilter::Release,
+            Unknown::U7 => self.deleted_user_query = DeletedUserQuery::Rejected,
+            Unknown::U8 => self.get_outside_division = OutsideDivision::Forbidden,
+            Unknown::U9 => self.search_system_submitted = SearchSystemSubmitted::All,
+            Unknown::U10 => self.date_range_end = DateRangeEnd::Inclusive,
+            Unknown::U11 => {}
+            Unknown::U12 => self.query_max_page_size = 25,
+        }
+        self
     }
 }
 
@@ -338,6 +595,21 @@ pub struct OrgSpec {
     pub redacted_fraction: f64,
     /// Fraction of human evaluations not yet submitted (PENDING or INPROGRESS).
     pub unsubmitted_fraction: f64,
+    /// U4: fraction of evaluations that copy every date of an earlier evaluation of the
+    /// same kind (automation, status, released or not), in clusters of 2–5 sharing exact
+    /// timestamps. Default 0.
+    pub tied_fraction: f64,
+    /// U10: fraction of evaluations whose every date is exactly 00:00:00.000 UTC of a day
+    /// inside the period (at least one when > 0 and the period holds a midnight). Default 0.
+    pub midnight_fraction: f64,
+    /// U7: the first N evaluators are deleted users (state `deleted`). Default 0.
+    pub deleted_evaluators: usize,
+    /// U7: the first N agents are deleted users (state `deleted`). Default 0.
+    pub deleted_agents: usize,
+    /// U8: N human FINISHED evaluations, spread over the period and chosen from the seed,
+    /// lie outside the client's divisions (at most the number of such evaluations).
+    /// Default 0.
+    pub restricted_evaluations: usize,
     /// Per-token API limit.
     pub limit: RateLimitSpec,
     /// Optional org-wide limit across all of the org's tokens.
@@ -374,6 +646,11 @@ impl Default for OrgSpec {
             never_release_fraction: 0.05,
             redacted_fraction: 0.02,
             unsubmitted_fraction: 0.08,
+            tied_fraction: 0.0,
+            midnight_fraction: 0.0,
+            deleted_evaluators: 0,
+            deleted_agents: 0,
+            restricted_evaluations: 0,
             limit: RateLimitSpec::default(),
             org_limit: None,
             token_endpoint_limit: RateLimitSpec::new(60, 60_000),
@@ -395,6 +672,32 @@ impl OrgSpec {
             evaluations,
             ..Self::default()
         }
+    }
+
+    /// Answer B of one unknown ([`Switches::with_b`]) plus the data that makes it
+    /// observable: U4 `tied_fraction = 0.3`; U7 `deleted_evaluators = 1`,
+    /// `deleted_agents = 1`; U8 `restricted_evaluations = 3`; U10
+    /// `midnight_fraction = 0.05`; U11 `limit` = 10 requests per 5,000 ms (a window and
+    /// allowance other than 300 per 60 s). Other unknowns change switches only.
+    pub fn with_unknown_b(mut self, unknown: Unknown) -> Self {
+        self.switches = self.switches.with_b(unknown);
+        match unknown {
+            Unknown::U4 => self.tied_fraction = 0.3,
+            Unknown::U7 => {
+                self.deleted_evaluators = 1;
+                self.deleted_agents = 1;
+            }
+            Unknown::U8 => self.restricted_evaluations = 3,
+            Unknown::U10 => self.midnight_fraction = 0.05,
+            Unknown::U11 => self.limit = RateLimitSpec::new(10, 5_000),
+            _ => {}
+        }
+        self
+    }
+
+    /// [`OrgSpec::with_unknown_b`] for all twelve unknowns.
+    pub fn pessimistic(self) -> Self {
+        Unknown::ALL.iter().fold(self, |o, &u| o.with_unknown_b(u))
     }
 }
 
@@ -439,7 +742,10 @@ impl Default for Scenario {
 }
 
 impl Scenario {
-    /// A built-in scenario: `"demo"`, `"bench"` or `"test"`.
+    /// Names of the built-in scenarios.
+    pub const BUILTINS: &'static [&'static str] = &["demo", "bench", "test", "pessimistic"];
+
+    /// A built-in scenario: `"demo"`, `"bench"`, `"test"` or `"pessimistic"`.
     ///
     /// Errors: unknown name.
     pub fn builtin(name: &str) -> anyhow::Result<Scenario> {
@@ -447,7 +753,10 @@ impl Scenario {
             "demo" => Ok(Self::demo()),
             "bench" => Ok(Self::bench(20, 2_000, 300, 2_000)),
             "test" => Ok(Self::test()),
-            other => bail!("unknown built-in scenario {other:?} (expected demo, bench or test)"),
+            "pessimistic" => Ok(Self::pessimistic()),
+            other => bail!(
+                "unknown built-in scenario {other:?} (expected demo, bench, test or pessimistic)"
+            ),
         }
     }
 
@@ -455,14 +764,14 @@ impl Scenario {
     ///
     /// Errors: unreadable file, parse errors (with the field), invalid values.
     pub fn load(name_or_path: &str) -> anyhow::Result<Scenario> {
-        if matches!(name_or_path, "demo" | "bench" | "test") {
+        if Self::BUILTINS.contains(&name_or_path) {
             return Self::builtin(name_or_path);
         }
         let path = Path::new(name_or_path);
         let extension = path.extension().and_then(|e| e.to_str());
         if !matches!(extension, Some("toml" | "json")) {
             bail!(
-                "{name_or_path:?} is neither a built-in scenario (demo, bench, test) nor a .toml/.json file"
+                "{name_or_path:?} is neither a built-in scenario (demo, bench, test, pessimistic) nor a .toml/.json file"
             );
         }
         let text = std::fs::read_to_string(path)
@@ -528,6 +837,28 @@ impl Scenario {
                     evaluators: 6,
                     ..albion
                 },
+            ],
+            ..Scenario::default()
+        }
+    }
+
+    /// `pessimistic`: two orgs in two regions (mypurecloud.com, euw2.pure.cloud), about
+    /// 300 evaluations each, every unknown at answer B ([`OrgSpec::pessimistic`]) except
+    /// the U11 limit, which is 100 requests per 5,000 ms per token so a demo export
+    /// finishes quickly; 10–40 ms latency like `demo`.
+    pub fn pessimistic() -> Scenario {
+        let org = |name: &str, region: &str, n: usize| OrgSpec {
+            limit: RateLimitSpec::new(100, 5_000),
+            agents: 20,
+            evaluators: 5,
+            ..OrgSpec::new(name, region, n).pessimistic()
+        };
+        Scenario {
+            name: "pessimistic".into(),
+            seed: 4242,
+            orgs: vec![
+                org("Pessimist Insurance", "mypurecloud.com", 300),
+                org("Murphy Logistics", "euw2.pure.cloud", 320),
             ],
             ..Scenario::default()
         }
@@ -630,6 +961,8 @@ impl Scenario {
                 ("never_release_fraction", o.never_release_fraction),
                 ("redacted_fraction", o.redacted_fraction),
                 ("unsubmitted_fraction", o.unsubmitted_fraction),
+                ("tied_fraction", o.tied_fraction),
+                ("midnight_fraction", o.midnight_fraction),
             ] {
                 if !(0.0..=1.0).contains(&v) {
                     bail!("{at}.{f}: {v} is not within 0..=1");
@@ -638,8 +971,32 @@ impl Scenario {
             if o.agents == 0 || o.evaluators == 0 || o.forms == 0 || o.form_versions == 0 {
                 bail!("{at}: agents, evaluators, forms and form_versions must be > 0");
             }
-            if o.switches.max_page_size == 0 {
-                bail!("{at}.switches.max_page_size must be > 0");
+            for (f, v) in [
+                ("search_max_page_size", o.switches.search_max_page_size),
+                ("query_max_page_size", o.switches.query_max_page_size),
+            ] {
+                if v == 0 {
+                    bail!("{at}.switches.{f} must be > 0");
+                }
+            }
+            for (f, v, max, of) in [
+                (
+                    "deleted_evaluators",
+                    o.deleted_evaluators,
+                    o.evaluators,
+                    "evaluators",
+                ),
+                ("deleted_agents", o.deleted_agents, o.agents, "agents"),
+                (
+                    "restricted_evaluations",
+                    o.restricted_evaluations,
+                    o.evaluations,
+                    "evaluations",
+                ),
+            ] {
+                if v > max {
+                    bail!("{at}.{f}: {v} is more than {of} ({max})");
+                }
             }
             if let Some(c) = &o.client_id
                 && !client_ids.insert(c.clone())

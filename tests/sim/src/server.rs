@@ -282,6 +282,8 @@ pub(crate) struct OrgRt {
     latency: LatencySpec,
     latency_rng: ChaCha8Rng,
     pub mut_rng: ChaCha8Rng,
+    /// Draws the per-request order of tied search results (U4).
+    pub ties_rng: ChaCha8Rng,
     tokens: HashMap<String, TokenRt>,
     token_seq: u32,
     client_window: Window,
@@ -445,6 +447,7 @@ impl Inner {
                     .unwrap_or_else(|| scenario.latency.clone()),
                 latency_rng: rng_for(scenario.seed, &[i as u64, 2]),
                 mut_rng: rng_for(scenario.seed, &[i as u64, 4]),
+                ties_rng: rng_for(scenario.seed, &[i as u64, 9]),
                 spec: spec.clone(),
                 data,
                 tokens: HashMap::new(),
