@@ -10,8 +10,8 @@
 //! - an id served twice within one listing means page-number paging skipped as many as it
 //!   repeated (ties among equal sort values ordered differently per request, U4): the
 //!   window is split and each half listed again, down to windows that fit in one page;
-//! - a paging cap answered by 400 or by an empty page (U5) splits the window: after a
-//!   listing of two pages or more, the first page in descending order must hold only ids
+//! - a paging cap answered by 400 or by an empty page (U5) splits the window: when the
+//!   empty page follows a full one, the first page in descending order must hold only ids
 //!   already listed, else the listing was cut short;
 //! - a `COUNT` aggregation (`pageSize` 0) over the whole window is recorded beside the
 //!   listing as an independent count.
@@ -140,12 +140,13 @@ impl Search<'_> {
         let mut size = *page_size;
         let mut page_number = 1u32;
         let mut served = 0usize;
-        let mut pages_with_results = 0u32;
+        let mut last_page_full = false;
         let mut found: BTreeMap<String, EvaluationHead> = BTreeMap::new();
         loop {
             if page_number.saturating_mul(size) > self.settings.paging_cap {
                 return Ok(Listed::Split("paging cap reached"));
             }
+            let asked = size;
             let page = match self.page(window, page_number, size).await {
                 Ok(page) => page,
                 // A paging cap lower than configured shows up as a 400 past page 1.
@@ -168,7 +169,6 @@ impl Search<'_> {
             if n == 0 {
                 break;
             }
-            pages_with_results += 1;
             if page_number == 1 {
                 // A clamped page size: echoed smaller, or silently shorter pages. A short
                 // first page may also be the whole listing; the next (empty) page tells.
@@ -195,6 +195,7 @@ impl Search<'_> {
                 *page_size = size;
             }
             served += n;
+            last_page_full = n >= asked as usize;
             for raw in page.results {
                 match serde_json::from_str::<EvaluationHead>(raw.get()) {
                     Ok(head) => {
@@ -211,7 +212,8 @@ impl Search<'_> {
             // Under page-number paging a repeat means something else was skipped.
             return Ok(Listed::Split("ids repeated across pages"));
         }
-        if pages_with_results >= 2 {
+        // An empty page right after a full one may be a paging cap rather than the end.
+        if last_page_full {
             let mut tail = self.body(window, 1, size);
             tail["sortOrder"] = json!("DESC");
             let last: SearchResponse = self.client.post_json(SEARCH_PATH, &tail).await?;

@@ -9,3 +9,4 @@ mod faults;
 mod functions;
 mod resume;
 mod stores;
+mod unknowns;
