@@ -27,12 +27,13 @@ fn control(
     )
 }
 
-/// No reserve and a burst of 1: one holder paces at (allowed - 1) per window.
+/// No reserve, no jitter margin and a burst of 1: one holder paces at `allowed` per window.
 fn config(allowed: u32, window_ms: u64) -> RateConfig {
     RateConfig {
         default_limit: LearnedLimit { allowed, window_ms },
         safety: 0.0,
         burst: 1,
+        jitter: Duration::ZERO,
         ..RateConfig::default()
     }
 }
@@ -52,7 +53,7 @@ fn assert_rate(rc: &RateControl, want: f64) {
 #[tokio::test]
 async fn paces_so_no_fixed_window_exceeds_the_limit() {
     let clock = FakeClock::new(start());
-    let rc = control(ledger(), &clock, "h1", config(11, 1000));
+    let rc = control(ledger(), &clock, "h1", config(10, 1000));
     assert_rate(&rc, 10.0);
     for _ in 0..21 {
         rc.admit().await.unwrap();
@@ -62,7 +63,7 @@ async fn paces_so_no_fixed_window_exceeds_the_limit() {
 }
 
 #[tokio::test]
-async fn the_burst_wins_back_an_idle_moment_and_is_budgeted() {
+async fn the_burst_wins_back_an_idle_moment() {
     let clock = FakeClock::new(start());
     let rc = control(
         ledger(),
@@ -70,10 +71,10 @@ async fn the_burst_wins_back_an_idle_moment_and_is_budgeted() {
         "h1",
         RateConfig {
             burst: 2,
-            ..config(12, 1000)
+            ..config(10, 1000)
         },
     );
-    assert_rate(&rc, 10.0); // (12 - 2) per second
+    assert_rate(&rc, 10.0); // the burst is not taken out of the share
     rc.admit().await.unwrap();
     clock.advance(Duration::from_secs(1));
     let before = clock.sleeps().len();
@@ -93,15 +94,16 @@ async fn a_joining_holder_waits_until_the_others_have_seen_it() {
     let ledger = ledger();
     let a = control(Arc::clone(&ledger), &clock, "a", config(12, 1000));
     a.admit().await.unwrap();
-    assert_rate(&a, 11.0);
+    assert_rate(&a, 12.0);
     let b = control(Arc::clone(&ledger), &clock, "b", config(12, 1000));
     b.admit().await.unwrap();
-    // b paces at its share at once: (12 - 2 bursts) / 2 holders.
-    assert_rate(&b, 5.0);
-    // …and started only after a's renewal interval (10 requests at 11/s).
-    assert_eq!(clock.sleeps(), [Duration::from_secs_f64(10.0 / 11.0)]);
+    // b paces at its share at once: 12 / 2 holders.
+    assert_rate(&b, 6.0);
+    // …and started only after a's renewal (at most `renew_every` away) and one window
+    // more, when a's requests under its old share have aged out.
+    assert_eq!(clock.sleeps(), [Duration::from_secs(5 + 1)]);
     a.admit().await.unwrap();
-    assert_rate(&a, 5.0);
+    assert_rate(&a, 6.0);
 }
 
 #[tokio::test]
@@ -142,9 +144,9 @@ async fn a_deadline_beyond_the_budget_defers() {
 async fn aimd_halves_on_429_and_recovers_with_headroom() {
     let clock = FakeClock::new(start());
     let rc = control(ledger(), &clock, "a", config(101, 1000));
-    assert_rate(&rc, 100.0);
+    assert_rate(&rc, 101.0);
     rc.on_429(start()).await.unwrap();
-    assert_rate(&rc, 101.0 * 0.5 - 1.0);
+    assert_rate(&rc, (101.0_f64 * 0.5).floor());
     let headroom = RateHeaders {
         allowed: Some(101),
         count: Some(10),
@@ -153,7 +155,7 @@ async fn aimd_halves_on_429_and_recovers_with_headroom() {
     for _ in 0..25 {
         rc.observe(&headroom);
     }
-    assert_rate(&rc, 100.0);
+    assert_rate(&rc, 101.0);
 }
 
 #[tokio::test]
