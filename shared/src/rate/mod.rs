@@ -354,7 +354,8 @@ impl RateControl {
         let mut local = self.lock();
         let holders = state.active_holders.max(1);
         let counted = local.holders(now);
-        if holders < counted {
+        // Only a new departure (re)starts the span; renewals that see the same count do not.
+        if holders < local.holders {
             let until = clock::add(now, local.span(&self.config));
             local.departed = Some((counted, until));
         }

@@ -433,19 +433,25 @@ async fn nonsense_headers_keep_the_default_window() {
 async fn after_a_holder_leaves_the_others_wait_one_span_before_taking_its_share() {
     let clock = FakeClock::new(start());
     let ledger = ledger();
-    let a = control(Arc::clone(&ledger), &clock, "a", config(12, 1000));
-    let b = control(Arc::clone(&ledger), &clock, "b", config(12, 1000));
+    let a = control(Arc::clone(&ledger), &clock, "a", config(120, 1000));
+    let b = control(Arc::clone(&ledger), &clock, "b", config(120, 1000));
     a.admit().await.unwrap();
     b.admit().await.unwrap();
     a.admit().await.unwrap();
-    assert_rate(&a, 6.0);
+    assert_rate(&a, 60.0);
     b.release().await;
     clock.advance(Duration::from_secs(5));
     a.admit().await.unwrap(); // renews: one holder left
-    assert_rate(&a, 6.0);
-    clock.advance(Duration::from_millis(1001));
+    assert_rate(&a, 60.0);
+    // a renews every 250 ms; those renewals do not restart the span.
+    for _ in 0..3 {
+        clock.advance(Duration::from_millis(300));
+        a.admit().await.unwrap();
+        assert_rate(&a, 60.0);
+    }
+    clock.advance(Duration::from_millis(300));
     a.admit().await.unwrap();
-    assert_rate(&a, 12.0);
+    assert_rate(&a, 120.0);
 }
 
 #[tokio::test]
