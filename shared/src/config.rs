@@ -53,7 +53,9 @@ pub struct OrgEntry {
     /// Requests per window assumed until responses carry `inin-ratelimit-allowed`. Default 300.
     #[serde(default)]
     pub rate_limit: Option<u32>,
-    /// Window length in seconds. Default 60.
+    /// Window length in seconds, assumed until a response that opens a window shows its
+    /// length (`inin-ratelimit-count` 1 with `inin-ratelimit-reset`); a longer reset raises
+    /// it at once. Default 60.
     #[serde(default)]
     pub rate_window_secs: Option<f64>,
 }

@@ -8,6 +8,7 @@
 pub mod baseline;
 mod pacer;
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,7 +26,7 @@ pub struct RateHeaders {
     pub allowed: Option<u32>,
     /// `inin-ratelimit-count`: requests used in the current window.
     pub count: Option<u32>,
-    /// `inin-ratelimit-reset`: seconds until the window resets.
+    /// `inin-ratelimit-reset`: whole seconds until the window ends, rounded up.
     pub reset_secs: Option<u64>,
 }
 
@@ -64,18 +65,29 @@ pub trait Admission: Send + Sync {
     async fn release(&self);
 }
 
+/// Longest window taken from `inin-ratelimit-reset`; longer values are not a window (a
+/// daily limit, a broken header) and are ignored: 3,600 s.
+const MAX_WINDOW_SECS: u64 = 3600;
+
 /// Settings of [`RateControl`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RateConfig {
-    /// The limit assumed until a response says otherwise. Default 300 per 60,000 ms
+    /// The limit assumed until responses show otherwise: `allowed` until a response carries
+    /// `inin-ratelimit-allowed`, the window (ms) until a response opens a window and so
+    /// shows its length (see [`RateControl::observe`]). Default 300 per 60,000 ms
     /// (`token.rate.per.minute`, reference §5.1).
     pub default_limit: LearnedLimit,
-    /// Fraction of the limit kept in reserve. Default 0.01.
+    /// Fraction of the limit left unused (for other users of the same quota). Default 0.0:
+    /// the pacing bound holds without it (see [`RateControl::rate_per_sec`]).
     pub safety: f64,
     /// Requests a holder may send at once after an idle moment (GCRA burst), so timer
-    /// lateness is won back. Each holder's burst is taken out of the window's budget, so
-    /// no fixed window can see more than the limit. Default 2.
+    /// lateness is won back. It never adds to a holder's requests per window, which its
+    /// share caps; it only lets them bunch. Default 1 (evenly spaced).
     pub burst: u32,
+    /// Spread of request latency (from admission to arrival at the server) that pacing
+    /// allows for: a holder keeps to its share over any span of one window plus this.
+    /// Default 100 ms.
+    pub jitter: Duration,
     /// Longest `blocked_until` wait honoured in-process; longer waits defer. Default 120 s.
     pub max_wait: Duration,
     /// Longest interval between a holder's ledger renewals (which read shared state); a
@@ -99,8 +111,9 @@ impl Default for RateConfig {
                 allowed: 300,
                 window_ms: 60_000,
             },
-            safety: 0.01,
-            burst: 2,
+            safety: 0.0,
+            burst: 1,
+            jitter: Duration::from_millis(100),
             max_wait: Duration::from_secs(120),
             renew_every: Duration::from_secs(5),
             lease: Duration::from_secs(20),
@@ -116,26 +129,83 @@ struct Local {
     limit: LearnedLimit,
     /// A limit seen in headers, not yet written to the ledger.
     unpublished: Option<LearnedLimit>,
+    /// The window shown by responses that opened one (ms), or adopted from the ledger.
+    learned_window_ms: Option<u64>,
+    /// `learned_window_ms` comes from this holder's own responses, not the ledger.
+    own_window: bool,
+    /// The longest `inin-ratelimit-reset` seen (ms): the window is at least about this long.
+    longest_reset_ms: u64,
     holders: u32,
+    /// More holders than `holders`, counted until the given time: after holders leave, the
+    /// others keep the smaller share for one span so the leavers' requests age out first.
+    departed: Option<(u32, Timestamp)>,
     factor: f64,
     blocked_until: Option<Timestamp>,
     next_renew: Option<Timestamp>,
     /// A holder joining a busy bucket starts after the others' next renewal.
     start_after: Option<Timestamp>,
     waited_ms: u64,
+    /// This holder's admissions within the last span, oldest first.
+    sent: VecDeque<Timestamp>,
     pacer: Pacer,
 }
 
 impl Local {
-    /// This holder's pace: the window's budget (limit less the reserve, times the AIMD
-    /// factor, less every holder's burst) shared among the holders, per second.
-    fn rate_per_sec(&self, config: &RateConfig) -> f64 {
-        let allowed = f64::from(self.limit.allowed);
-        let holders = f64::from(self.holders.max(1));
-        let budget = (allowed * (1.0 - config.safety) * self.factor
-            - holders * f64::from(config.burst.max(1)))
-        .max(allowed * config.min_factor);
-        budget / holders * 1000.0 / self.limit.window_ms.max(1) as f64
+    /// The span over which a holder keeps to its share: the window plus the jitter margin.
+    fn span(&self, config: &RateConfig) -> Duration {
+        Duration::from_millis(self.limit.window_ms.max(1)) + config.jitter
+    }
+
+    /// Holders sharing the bucket as far as pacing is concerned (see `departed`).
+    fn holders(&self, now: Timestamp) -> u32 {
+        let departed = self.departed.filter(|(_, until)| *until > now);
+        self.holders.max(departed.map_or(1, |(h, _)| h)).max(1)
+    }
+
+    /// This holder's share: requests it may send in any span (see [`RateControl::rate_per_sec`]).
+    fn share(&self, config: &RateConfig, now: Timestamp) -> u32 {
+        let budget = f64::from(self.limit.allowed)
+            * (1.0 - config.safety.clamp(0.0, 1.0))
+            * self.factor.max(config.min_factor);
+        ((budget / f64::from(self.holders(now))).floor() as u32).max(1)
+    }
+
+    /// This holder's pace, requests per second: its share per span.
+    fn rate_per_sec(&self, config: &RateConfig, now: Timestamp) -> f64 {
+        f64::from(self.share(config, now)) / self.span(config).as_secs_f64()
+    }
+
+    /// The window the pacing assumes (ms): never shorter than any reset seen; the
+    /// configured default until a response opened a window.
+    fn window_ms(&self, config: &RateConfig) -> u64 {
+        self.learned_window_ms
+            .unwrap_or(config.default_limit.window_ms)
+            .max(self.longest_reset_ms)
+            .max(1)
+    }
+
+    /// How long until this holder's share allows another request (`None`: now).
+    fn share_wait(&mut self, config: &RateConfig, now: Timestamp) -> Option<Duration> {
+        let span = self.span(config);
+        while self
+            .sent
+            .front()
+            .is_some_and(|t| clock::add(*t, span) <= now)
+        {
+            self.sent.pop_front();
+        }
+        let share = self.share(config, now) as usize;
+        if self.sent.len() < share {
+            return None;
+        }
+        // The oldest request that must leave the span before another may be sent.
+        let oldest = self.sent[self.sent.len() - share];
+        Some(
+            clock::add(oldest, span)
+                .duration_since(now)
+                .unsigned_abs()
+                .max(Duration::from_micros(1)),
+        )
     }
 }
 
@@ -171,18 +241,24 @@ impl RateControl {
         let mut local = Local {
             limit,
             unpublished: None,
+            learned_window_ms: None,
+            own_window: false,
+            longest_reset_ms: 0,
             holders: 1,
+            departed: None,
             factor: 1.0,
             blocked_until: None,
             next_renew: None,
             start_after: None,
             waited_ms: 0,
-            pacer: Pacer::new(1.0, config.burst, Arc::clone(&clock)),
+            sent: VecDeque::new(),
+            pacer: Pacer::new(1.0, config.burst, Arc::clone(&clock), false),
         };
         local.pacer = Pacer::new(
-            local.rate_per_sec(&config),
+            local.rate_per_sec(&config, clock.now()),
             config.burst,
             Arc::clone(&clock),
+            false,
         );
         Self {
             bucket,
@@ -195,8 +271,32 @@ impl RateControl {
     }
 
     /// The pace this holder currently keeps, in requests per second.
+    ///
+    /// The bound (DESIGN §5). The bucket allows `L` requests per fixed window of `W`
+    /// seconds, counted at the server; a request admitted at `t` arrives within
+    /// `[t + l, t + l + J]` (`J` = [`RateConfig::jitter`]); `Ŵ ≥ W` is the window estimate
+    /// (see [`Self::observe`]), `H` the holders, `f` the AIMD factor, `s` the reserve.
+    /// - Share: each holder may send `a = max(1, floor(L·(1−s)·f / H))` requests per span
+    ///   `D = Ŵ + J`, so the shares add up to at most `L` (while `H ≤ L`).
+    /// - Cap: a request is admitted at `t` only if fewer than `a` of this holder's requests
+    ///   were admitted in `(t − D, t]`. Any span of length `D` then holds at most `a` of its
+    ///   admissions: the last admission in the span was checked against all the others.
+    /// - A server window holds only requests admitted within a span of `W + J ≤ D`, so it
+    ///   sees at most `a` from each holder and at most `Σa ≤ L` in all.
+    /// - Pace: between checks the holder spaces its requests evenly with GCRA at `a / D`
+    ///   per second (burst [`RateConfig::burst`]); spacing never adds to the cap.
+    ///
+    /// So one holder reaches `floor(L·(1−s)) / (Ŵ + J)` per second: with the defaults, 10
+    /// per 5 s → 10 / 5.1 s (98 %), 100 per 5 s → 98 %, 300 per 60 s → 99.8 %. The cap
+    /// holds across changes: a smaller share (a 429, a holder joining) applies at once to
+    /// the requests already in the span; a larger share because holders left waits one span
+    /// `D`, so the leavers' requests have left every window first; a joining holder starts
+    /// after the others' next renewal (which cuts their share) plus one span `D`; the AIMD
+    /// factor only changes this holder's own share. One exception: the very first
+    /// responses may show a limit lower than the one assumed, and what was sent under the
+    /// assumption can exceed it once.
     pub fn rate_per_sec(&self) -> f64 {
-        self.lock().rate_per_sec(&self.config)
+        self.lock().rate_per_sec(&self.config, self.clock.now())
     }
 
     /// The limit currently assumed for the bucket.
@@ -208,10 +308,11 @@ impl RateControl {
         self.local.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Rebuilds the pacer when the pace changed; the new one starts with its burst spent.
     fn repace(&self, local: &mut Local) {
-        let rate = local.rate_per_sec(&self.config);
+        let rate = local.rate_per_sec(&self.config, self.clock.now());
         if (rate - local.pacer.rate_per_sec()).abs() > f64::EPSILON * rate.max(1.0) {
-            local.pacer = Pacer::new(rate, self.config.burst, Arc::clone(&self.clock));
+            local.pacer = Pacer::new(rate, self.config.burst, Arc::clone(&self.clock), true);
         }
     }
 
@@ -226,18 +327,19 @@ impl RateControl {
 
     /// Renews the holder lease when due (see [`Self::renew_interval`]). On the first
     /// renewal, a holder that finds others already working waits for their next renewal
-    /// before its first request, so that they slow down to their new share first.
+    /// (at most `renew_every` away) and one span more before its first request, so that
+    /// they have cut their share and their requests under the old share have aged out.
     async fn renew_if_due(&self) -> Result<(), AdmissionError> {
         let now = self.clock.now();
-        let (publish, first, solo_interval) = {
+        let (publish, first) = {
             let mut local = self.lock();
             if local.next_renew.is_some_and(|t| t > now) {
                 return Ok(());
             }
             let first = local.next_renew.is_none();
-            let interval = self.renew_interval(local.rate_per_sec(&self.config));
+            let interval = self.renew_interval(local.rate_per_sec(&self.config, now));
             local.next_renew = Some(clock::add(now, interval));
-            (local.unpublished.take(), first, interval)
+            (local.unpublished.take(), first)
         };
         let state = self
             .ledger
@@ -250,15 +352,28 @@ impl RateControl {
             )
             .await?;
         let mut local = self.lock();
-        local.holders = state.active_holders.max(1);
-        if first && local.holders > 1 {
-            // The others renew at about the interval a lone holder would use.
-            local.start_after = Some(clock::add(now, solo_interval));
+        let holders = state.active_holders.max(1);
+        let counted = local.holders(now);
+        // Only a new departure (re)starts the span; renewals that see the same count do not.
+        if holders < local.holders {
+            let until = clock::add(now, local.span(&self.config));
+            local.departed = Some((counted, until));
         }
+        local.holders = holders;
         if let Some(limit) = state.limit
             && local.unpublished.is_none()
         {
-            local.limit = limit;
+            local.limit.allowed = limit.allowed;
+            // Ledger limits come from responses that opened a window; this holder's own
+            // such responses take precedence.
+            if !local.own_window {
+                local.learned_window_ms = Some(limit.window_ms.max(1));
+            }
+            local.limit.window_ms = local.window_ms(&self.config);
+        }
+        if first && local.holders > 1 {
+            let wait = self.config.renew_every + local.span(&self.config);
+            local.start_after = Some(clock::add(now, wait));
         }
         local.blocked_until = max_opt(local.blocked_until, state.blocked_until);
         self.repace(&mut local);
@@ -294,31 +409,66 @@ impl Admission for RateControl {
                 self.lock().waited_ms += wait.as_millis() as u64;
                 continue;
             }
-            let pacer_wait = self.lock().pacer.try_acquire();
-            match pacer_wait {
+            let wait = {
+                let mut local = self.lock();
+                self.repace(&mut local);
+                match local.share_wait(&self.config, now) {
+                    Some(wait) => Some(wait),
+                    None => {
+                        let wait = local.pacer.try_acquire();
+                        if wait.is_none() {
+                            local.sent.push_back(now);
+                        }
+                        wait
+                    }
+                }
+            };
+            match wait {
                 None => return Ok(()),
                 Some(wait) => self.clock.sleep(wait).await,
             }
         }
     }
 
+    /// Learns the limit from a response's headers.
+    ///
+    /// The window: a response with `inin-ratelimit-count` 1 was the request that opened
+    /// its window, and windows start with a request, so its `inin-ratelimit-reset` (whole
+    /// seconds, rounded up) is the window's length rounded up — never less than the window.
+    /// Every reset is at most that, so the window taken is the longest reset seen since (a
+    /// window that grows shows up at once). Until a response opens a window, the window is
+    /// the configured default, or the longest reset if longer. Resets of 0, above
+    /// 3,600 s, or without a count are no evidence. A window learned here is published
+    /// to the ledger for the other holders.
+    ///
+    /// A response showing the window spent (count ≥ allowed) holds requests off until the
+    /// reset, unless the window has been learned: then the pacing already keeps to the
+    /// limit and a spent window is its steady state.
     fn observe(&self, headers: &RateHeaders) {
         let mut local = self.lock();
+        let reset_secs = headers
+            .reset_secs
+            .filter(|r| (1..=MAX_WINDOW_SECS).contains(r));
+        let mut limit = local.limit;
+        if let (Some(reset), Some(count)) = (reset_secs, headers.count.filter(|c| *c > 0)) {
+            let reset_ms = reset * 1000;
+            local.longest_reset_ms = local.longest_reset_ms.max(reset_ms);
+            if count == 1 {
+                let learned = match local.learned_window_ms {
+                    Some(w) if local.own_window => w.max(reset_ms),
+                    _ => reset_ms,
+                };
+                local.learned_window_ms = Some(learned);
+                local.own_window = true;
+            }
+            limit.window_ms = local.window_ms(&self.config);
+        }
         if let Some(allowed) = headers.allowed.filter(|a| *a > 0) {
-            let mut limit = local.limit;
             limit.allowed = allowed;
-            if let Some(reset) = headers.reset_secs {
-                // A reset longer than the assumed window means the window is longer.
-                limit.window_ms = limit.window_ms.max(reset.saturating_mul(1000));
-            }
-            if limit != local.limit {
-                local.limit = limit;
-                local.unpublished = Some(limit);
-            }
             // The server says this window is spent: hold off until it resets.
-            if let (Some(count), Some(reset)) = (headers.count, headers.reset_secs)
+            if let (Some(count), Some(reset)) = (headers.count, reset_secs)
                 && count >= allowed
-                && reset > 0
+                && local.learned_window_ms.is_none()
             {
                 let until = clock::add(self.clock.now(), Duration::from_secs(reset));
                 tracing::debug!(bucket = %self.bucket.0, count, allowed, reset, "window spent; holding off until it resets");
@@ -329,6 +479,12 @@ impl Admission for RateControl {
                 && local.factor < 1.0
             {
                 local.factor = (local.factor + self.config.increase).min(1.0);
+            }
+        }
+        if limit != local.limit {
+            local.limit = limit;
+            if local.own_window {
+                local.unpublished = Some(limit);
             }
         }
         self.repace(&mut local);

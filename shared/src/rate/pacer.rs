@@ -61,17 +61,25 @@ impl std::fmt::Debug for Pacer {
 
 impl Pacer {
     /// A pacer admitting `rate_per_sec` requests per second (at least one per hour), with
-    /// up to `burst` (at least 1) at once after an idle moment.
-    pub(crate) fn new(rate_per_sec: f64, burst: u32, clock: Arc<dyn Clock>) -> Self {
+    /// up to `burst` (at least 1) at once after an idle moment. A pacer that replaces one
+    /// in use starts `spent`: its burst is used up and its first request waits one period,
+    /// so a rate change never grants a fresh burst.
+    pub(crate) fn new(rate_per_sec: f64, burst: u32, clock: Arc<dyn Clock>, spent: bool) -> Self {
         let rate = rate_per_sec.max(1.0 / 3600.0);
         let period = Duration::from_secs_f64(1.0 / rate).max(Duration::from_nanos(1));
+        let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
         let quota = Quota::with_period(period)
             .expect("period is positive")
-            .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN));
+            .allow_burst(burst);
         let clock = PortClock(clock);
+        let limiter = RateLimiter::direct_with_clock(quota, clock.clone());
+        if spent {
+            // The whole burst fits a fresh limiter, so this always succeeds.
+            let _ = limiter.check_n(burst);
+        }
         Self {
             rate_per_sec: rate,
-            limiter: RateLimiter::direct_with_clock(quota, clock.clone()),
+            limiter,
             clock,
         }
     }
