@@ -53,13 +53,42 @@ pub struct BenchArgs {
     /// two-exporter table unless `shared` is listed too.
     #[arg(long, value_delimiter = ',', value_parser = ["engine", "fixed", "unpaced", "shared"])]
     only: Vec<String>,
+    /// `default`: the simulator answers every undocumented behaviour the way the
+    /// documentation suggests; `pessimistic`: the other way, every one of them at once
+    /// (README "Undocumented API behaviours"), and the orgs' limits are not told to the
+    /// exporter (it learns them from the responses).
+    #[arg(long, default_value = "default", value_parser = ["default", "pessimistic"])]
+    scenario: String,
 }
 
-/// The simulator's orgs as exportable orgs (limits as the simulator enforces them).
-pub fn sim_orgs(sim: &SimHandle) -> anyhow::Result<Vec<OrgSetup>> {
+impl BenchArgs {
+    fn pessimistic(&self) -> bool {
+        self.scenario == "pessimistic"
+    }
+
+    /// The simulated fleet: `orgs` × `evaluations`, the quota per org, and under
+    /// `pessimistic` every unknown at its other answer (the quota stays the bench's).
+    fn scenario(&self, orgs: usize, evaluations: usize) -> Scenario {
+        let scenario = Scenario::bench(orgs, evaluations, self.allowed, self.window_ms);
+        if self.pessimistic() {
+            scenario.map_orgs(|o| {
+                let limit = o.limit;
+                *o = o.clone().pessimistic();
+                o.limit = limit;
+            })
+        } else {
+            scenario
+        }
+    }
+}
+
+/// The simulator's orgs as exportable orgs; `told`: their limits as the simulator enforces
+/// them, else the documented default (300 per 60 s) until responses show otherwise.
+pub fn sim_orgs(sim: &SimHandle, told: bool) -> anyhow::Result<Vec<OrgSetup>> {
     sim.orgs()
         .into_iter()
         .map(|o| {
+            let enforced = quota(&o);
             let org_id: OrgId = o.org_id.parse()?;
             Ok(OrgSetup {
                 endpoint: OrgEndpoint::new(
@@ -70,14 +99,26 @@ pub fn sim_orgs(sim: &SimHandle) -> anyhow::Result<Vec<OrgSetup>> {
                     o.client_id,
                     SecretString::from(o.client_secret),
                 )?,
-                limit: LearnedLimit {
-                    allowed: o.token_limit.allowed,
-                    window_ms: o.token_limit.window_ms,
+                limit: if told {
+                    enforced
+                } else {
+                    LearnedLimit {
+                        allowed: 300,
+                        window_ms: 60_000,
+                    }
                 },
                 tokens: Default::default(),
             })
         })
         .collect()
+}
+
+/// The limit the simulator enforces on an org's token.
+fn quota(o: &genesys_sim::OrgInfo) -> LearnedLimit {
+    LearnedLimit {
+        allowed: o.token_limit.allowed,
+        window_ms: o.token_limit.window_ms,
+    }
 }
 
 /// The whole data period of the simulator, as export jobs per org.
@@ -99,7 +140,8 @@ fn jobs_for(sim: &SimHandle, org: &OrgSetup) -> anyhow::Result<Vec<JobSpec>> {
 }
 
 /// Whether the committed output of `org` equals the simulator's ground truth, byte for
-/// byte, with no duplicate and no day missing.
+/// byte, with no duplicate and no day missing — less the evaluations the simulator refuses
+/// (outside the client's divisions), which the manifests must list as unavailable.
 async fn equals_truth(
     sim: &SimHandle,
     sink: &dyn ExportSink,
@@ -109,6 +151,12 @@ async fn equals_truth(
     let Ok(exported) = committed_by_id(sink, jobs).await else {
         return Ok(false);
     };
+    let mut listed = std::collections::BTreeSet::new();
+    for job in jobs {
+        if let Some(m) = sink.manifest(&job.org_id, job.day).await? {
+            listed.extend(m.unavailable.into_iter().map(|u| u.id));
+        }
+    }
     let (Some(first), Some(last)) = (jobs.first(), jobs.last()) else {
         return Ok(exported.is_empty());
     };
@@ -123,7 +171,16 @@ async fn equals_truth(
         .into_iter()
         .map(|t| (t.id, t.json))
         .collect();
-    Ok(truth == exported)
+    let refused: std::collections::BTreeSet<String> = sim
+        .restricted_ids(org.endpoint.org_id.as_str())
+        .into_iter()
+        .filter(|id| truth.contains_key(id))
+        .collect();
+    let truth: BTreeMap<String, String> = truth
+        .into_iter()
+        .filter(|(id, _)| !refused.contains(id))
+        .collect();
+    Ok(truth == exported && listed == refused)
 }
 
 struct StrategyFigures {
@@ -151,11 +208,13 @@ fn needed(stats: &RequestStats) -> u64 {
 async fn run_strategy(
     name: &str,
     scenario: Scenario,
+    told: bool,
     strategy: Strategy,
     in_flight: usize,
 ) -> anyhow::Result<StrategyFigures> {
     let sim = genesys_sim::start(scenario).await?;
-    let orgs = sim_orgs(&sim)?;
+    let orgs = sim_orgs(&sim, told)?;
+    let quotas: Vec<LearnedLimit> = sim.orgs().iter().map(quota).collect();
     let out = tempfile::tempdir()?;
     let sink: Arc<dyn ExportSink> = Arc::new(LocalDirSink::new(out.path()));
     let ledger = Arc::new(StoreLedger::new(MemoryStore::new()));
@@ -197,10 +256,10 @@ async fn run_strategy(
     }
     let mut stats = RequestStats::default();
     let mut ideal = Duration::ZERO;
-    for (org, s) in orgs.iter().zip(&summaries) {
+    for (quota, s) in quotas.iter().zip(&summaries) {
         stats.add(&s.stats);
         ideal = ideal.max(Duration::from_secs_f64(
-            needed(&s.stats) as f64 / rate_per_sec(org.limit),
+            needed(&s.stats) as f64 / rate_per_sec(*quota),
         ));
     }
     let sim_stats = sim.stats();
@@ -230,10 +289,12 @@ async fn run_strategy(
 /// Two exporters (two holders, two SQLite connections to one file) on one org at once,
 /// each exporting half of the days; the org's quota is enforced org-wide by the simulator.
 async fn run_shared(args: &BenchArgs) -> anyhow::Result<()> {
-    let scenario = Scenario::bench(1, args.evaluations * 2, args.allowed, args.window_ms)
+    let scenario = args
+        .scenario(1, args.evaluations * 2)
         .map_orgs(|o| o.org_limit = Some(RateLimitSpec::new(o.limit.allowed, o.limit.window_ms)));
     let sim = genesys_sim::start(scenario).await?;
-    let org = sim_orgs(&sim)?.remove(0);
+    let org = sim_orgs(&sim, !args.pessimistic())?.remove(0);
+    let org_quota = quota(&sim.orgs()[0]);
     let jobs = jobs_for(&sim, &org)?;
     let state = tempfile::tempdir()?;
     let out = tempfile::tempdir()?;
@@ -271,13 +332,13 @@ async fn run_shared(args: &BenchArgs) -> anyhow::Result<()> {
     let truth = equals_truth(&sim, sink.as_ref(), &org, &jobs).await?;
     let s = sim.stats();
     let o = s.org(org.endpoint.org_id.as_str());
-    let allowed = rate_per_sec(org.limit);
+    let allowed = rate_per_sec(org_quota);
     let achieved = (stats.requests + stats.token_requests) as f64 / wall.as_secs_f64();
     let ideal = needed(&stats) as f64 / allowed;
     println!();
     println!(
         "Two exporters on one org, one shared SQLite ledger (quota {} per {} ms, enforced org-wide)",
-        org.limit.allowed, org.limit.window_ms
+        org_quota.allowed, org_quota.window_ms
     );
     println!(
         "{:>10} {:>16} {:>16} {:>12} {:>10} {:>6} {:>11} {:>8}",
@@ -297,7 +358,7 @@ async fn run_shared(args: &BenchArgs) -> anyhow::Result<()> {
         allowed,
         format!(
             "{}/{}",
-            o.totals.max_requests_in_any_window, org.limit.allowed
+            o.totals.max_requests_in_any_window, org_quota.allowed
         ),
         ideal / wall.as_secs_f64(),
         s.total_429(),
@@ -313,10 +374,18 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if args.orgs == 0 || args.allowed == 0 || args.window_ms == 0 || args.in_flight == 0 {
         anyhow::bail!("--orgs, --allowed, --window-ms and --in-flight must be at least 1");
     }
-    let scenario = || Scenario::bench(args.orgs, args.evaluations, args.allowed, args.window_ms);
+    let scenario = || args.scenario(args.orgs, args.evaluations);
     eprintln!(
-        "bench: {} orgs x {} evaluations, quota {} requests per {} ms per org; strategies one after another",
-        args.orgs, args.evaluations, args.allowed, args.window_ms
+        "bench: {} orgs x {} evaluations, quota {} requests per {} ms per org{}; strategies one after another",
+        args.orgs,
+        args.evaluations,
+        args.allowed,
+        args.window_ms,
+        if args.pessimistic() {
+            ", every undocumented behaviour at its other answer, limits not told"
+        } else {
+            ""
+        }
     );
     let wanted = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
     let strategies = [
@@ -345,7 +414,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             continue;
         }
         eprintln!("running: {name}");
-        figures.push(run_strategy(name, scenario(), strategy, in_flight).await?);
+        figures.push(
+            run_strategy(name, scenario(), !args.pessimistic(), strategy, in_flight).await?,
+        );
     }
     if !figures.is_empty() {
         println!();

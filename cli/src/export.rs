@@ -103,7 +103,7 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("--scenario {}", args.scenario))?;
         let sim = genesys_sim::start(scenario).await?;
         eprintln!("simulator: {} (scenario {})", sim.base_url(), args.scenario);
-        (crate::bench::sim_orgs(&sim)?, Some(sim))
+        (crate::bench::sim_orgs(&sim, true)?, Some(sim))
     } else if let Some(path) = &args.orgs {
         (load_orgs(path).context("--orgs")?, None)
     } else {

@@ -14,7 +14,8 @@
 //!   empty page follows a full one, the first page in descending order must hold only ids
 //!   already listed, else the listing was cut short;
 //! - a `COUNT` aggregation (`pageSize` 0) over the whole window is recorded beside the
-//!   listing as an independent count.
+//!   listing as an independent count; a listing that reaches exactly that count stops
+//!   there (the two agree), which spares the empty last page.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -65,16 +66,19 @@ impl Search<'_> {
         window: Window,
     ) -> Result<(BTreeMap<String, EvaluationHead>, SearchCount), GenesysError> {
         let mut page_size = self.settings.page_size.max(1);
+        let counted = self.count(window).await?;
         let mut found = BTreeMap::new();
-        let mut pending = vec![window];
-        while let Some(w) = pending.pop() {
-            match self.list(w, &mut page_size).await? {
+        // The whole window's listing may stop as soon as it agrees with the count; the
+        // halves of a split window have no count of their own.
+        let mut pending = vec![(window, counted)];
+        while let Some((w, expected)) = pending.pop() {
+            match self.list(w, expected, &mut page_size).await? {
                 Listed::Complete(heads) => found.extend(heads),
                 Listed::Split(why) => match w.halves() {
                     Some((a, b)) => {
                         tracing::info!(from = %w.from, to = %w.to, why, "search listing not exact; splitting the window");
-                        pending.push(b);
-                        pending.push(a);
+                        pending.push((b, None));
+                        pending.push((a, None));
                     }
                     None => {
                         return Err(GenesysError::Exhausted {
@@ -90,7 +94,6 @@ impl Search<'_> {
                 },
             }
         }
-        let counted = self.count(window).await?;
         let count = SearchCount {
             system_submitted: self.system_submitted,
             listed: found.len() as u64,
@@ -135,8 +138,15 @@ impl Search<'_> {
     }
 
     /// Lists one window page by page; `page_size` is the size the service serves, learned
-    /// on the way and kept for the next windows.
-    async fn list(&self, window: Window, page_size: &mut u32) -> Result<Listed, GenesysError> {
+    /// on the way and kept for the next windows. When the listing holds exactly `expected`
+    /// distinct evaluations (the independent count), it is complete: two independent ways
+    /// of asking agree, so the empty last page and the tail check are not needed.
+    async fn list(
+        &self,
+        window: Window,
+        expected: Option<u64>,
+        page_size: &mut u32,
+    ) -> Result<Listed, GenesysError> {
         let mut size = *page_size;
         let mut page_number = 1u32;
         let mut served = 0usize;
@@ -205,6 +215,9 @@ impl Search<'_> {
                         tracing::warn!(error = %e, "search result without an evaluation id; skipped")
                     }
                 }
+            }
+            if expected == Some(found.len() as u64) {
+                return Ok(Listed::Complete(found));
             }
             page_number += 1;
         }
