@@ -27,7 +27,7 @@ pub struct ExportArgs {
     /// Start the bundled Genesys Cloud simulator in-process and export its orgs.
     #[arg(long, conflicts_with = "orgs")]
     simulate: bool,
-    /// Simulator scenario: a built-in name (demo, test) or a TOML/JSON file.
+    /// Simulator scenario: a built-in name (demo, test, pessimistic, bench) or a TOML/JSON file.
     #[arg(long, default_value = "demo", requires = "simulate")]
     scenario: String,
     /// Orgs file for real orgs (see orgs.example.toml).
