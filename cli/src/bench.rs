@@ -153,7 +153,7 @@ async fn equals_truth(
     };
     let mut listed = std::collections::BTreeSet::new();
     for job in jobs {
-        if let Some(m) = sink.manifest(&job.org_id, job.day).await? {
+        if let Some(m) = sink.manifest(&job.partition()).await? {
             listed.extend(m.unavailable.into_iter().map(|u| u.id));
         }
     }
@@ -414,9 +414,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             continue;
         }
         eprintln!("running: {name}");
-        figures.push(
-            run_strategy(name, scenario(), !args.pessimistic(), strategy, in_flight).await?,
-        );
+        figures
+            .push(run_strategy(name, scenario(), !args.pessimistic(), strategy, in_flight).await?);
     }
     if !figures.is_empty() {
         println!();

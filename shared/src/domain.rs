@@ -389,10 +389,13 @@ pub struct JobSpec {
 }
 
 impl JobSpec {
-    /// The job's key in the `JobStore`: `job#<org>#<dateField>#<YYYY-MM-DD>`.
+    /// The job's key in the `JobStore`: `job#<org>#<dateField>#<source>#<YYYY-MM-DD>`.
     /// Two jobs with the same key write the same partition and hold one lease.
     pub fn key(&self) -> String {
-        format!("job#{}#{}#{}", self.org_id, self.date_field, self.day)
+        format!(
+            "job#{}#{}#{}#{}",
+            self.org_id, self.date_field, self.source, self.day
+        )
     }
 }
 

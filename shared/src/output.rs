@@ -4,13 +4,11 @@
 use std::io::Read;
 
 use flate2::read::GzDecoder;
-use jiff::civil::Date;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
-use crate::domain::OrgId;
-use crate::ports::{ExportSink, Manifest, StoreError};
+use crate::ports::{ExportSink, Manifest, Partition, StoreError};
 
 /// One exported evaluation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,16 +49,15 @@ fn corrupt(message: String) -> StoreError {
     StoreError::new("output", message)
 }
 
-/// Reads the committed partition of `org_id` on `date`; `None` when nothing is committed.
+/// Reads a committed partition; `None` when nothing is committed.
 ///
 /// Errors: a listed part is missing, its checksum or record count differs from the manifest,
 /// or a line is not a valid envelope.
 pub async fn read_committed(
     sink: &dyn ExportSink,
-    org_id: &OrgId,
-    date: Date,
+    partition: &Partition,
 ) -> Result<Option<Committed>, StoreError> {
-    let Some(manifest) = sink.manifest(org_id, date).await? else {
+    let Some(manifest) = sink.manifest(partition).await? else {
         return Ok(None);
     };
     let mut evaluations = Vec::new();
@@ -117,12 +114,12 @@ pub async fn committed_by_id(
 ) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
     let mut out = std::collections::BTreeMap::new();
     for job in jobs {
-        let committed = read_committed(sink, &job.org_id, job.day)
+        let committed = read_committed(sink, &job.partition())
             .await?
             .ok_or_else(|| {
                 corrupt(format!(
-                    "{} {} has no committed manifest",
-                    job.org_id, job.day
+                    "{} has no committed manifest",
+                    job.partition().prefix()
                 ))
             })?;
         for e in committed.evaluations {

@@ -324,6 +324,9 @@ pub struct JobRecord {
     pub checkpoint: Option<Checkpoint>,
     /// Last update, UTC.
     pub updated_at: Timestamp,
+    /// Lease acquisitions so far (the latest one's fencing epoch).
+    #[serde(default)]
+    pub epoch: u64,
 }
 
 /// The result of trying to take a job's lease.
@@ -333,6 +336,9 @@ pub enum LeaseOutcome {
     Acquired {
         /// The unfinished run to resume.
         checkpoint: Option<Box<Checkpoint>>,
+        /// This acquisition's fencing epoch: one more than the job's previous acquisition
+        /// (counted by the conditional write that took the lease), so epochs never repeat.
+        epoch: u64,
     },
     /// Someone else holds an unexpired lease.
     HeldByOther(Lease),
@@ -465,34 +471,100 @@ impl CommitStatus {
     }
 }
 
-/// Where a partition lives: `evaluations/org_id=<org>/date=<YYYY-MM-DD>/`.
-pub fn partition_prefix(org_id: &OrgId, date: Date) -> String {
-    format!("evaluations/org_id={org_id}/date={date}")
+/// Where one job's output lives (DESIGN §7): one org, date field, source selection and UTC
+/// day. Two jobs of one org-day with another date field or source never share a commit
+/// point.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Partition {
+    /// The org.
+    pub org_id: OrgId,
+    /// Date field the day's window applies to.
+    pub date_field: DateField,
+    /// Human, automated or both.
+    pub source: Source,
+    /// The UTC day.
+    pub day: Date,
 }
 
-/// Key of a part: `<partition>/run=<run>/part-<5 digits>.ndjson.gz`.
-pub fn part_key(org_id: &OrgId, date: Date, run_id: &RunId, index: usize) -> String {
-    format!(
-        "{}/run={run_id}/part-{index:05}.ndjson.gz",
-        partition_prefix(org_id, date)
-    )
+impl Partition {
+    /// `evaluations/org_id=<org>/date_field=<field>/source=<source>/date=<YYYY-MM-DD>`.
+    pub fn prefix(&self) -> String {
+        format!(
+            "evaluations/org_id={}/date_field={}/source={}/date={}",
+            self.org_id, self.date_field, self.source, self.day
+        )
+    }
+
+    /// Key of a part: `<prefix>/run=<run>/part-<epoch, 6 digits>-<index, 5 digits>.ndjson.gz`.
+    /// The epoch is the lease acquisition that wrote it, so a holder whose lease was taken
+    /// over can never overwrite a part another holder wrote (fencing, DESIGN §6 step 5).
+    pub fn part_key(&self, run_id: &RunId, epoch: u64, index: usize) -> String {
+        format!(
+            "{}/run={run_id}/part-{epoch:06}-{index:05}.ndjson.gz",
+            self.prefix()
+        )
+    }
+
+    /// Key of a run's discovered id set: `<prefix>/run=<run>/_discovery-<epoch>.ndjson.gz`
+    /// (deleted when the run commits).
+    pub fn discovery_key(&self, run_id: &RunId, epoch: u64) -> String {
+        format!(
+            "{}/run={run_id}/_discovery-{epoch:06}.ndjson.gz",
+            self.prefix()
+        )
+    }
+
+    /// Key of the manifest, the partition's commit point: `<prefix>/_manifest.json`.
+    pub fn manifest_key(&self) -> String {
+        format!("{}/_manifest.json", self.prefix())
+    }
+
+    /// The partition of a manifest key (`…evaluations/org_id=…/date_field=…/source=…/date=…/_manifest.json`,
+    /// after any output prefix), or `None` for any other key.
+    pub fn of_manifest_key(key: &str) -> Option<Self> {
+        let mut segments = key.rsplit('/');
+        if segments.next()? != "_manifest.json" {
+            return None;
+        }
+        let day = segments.next()?.strip_prefix("date=")?.parse().ok()?;
+        let source = segments.next()?.strip_prefix("source=")?.parse().ok()?;
+        let date_field = segments.next()?.strip_prefix("date_field=")?.parse().ok()?;
+        let org_id = segments.next()?.strip_prefix("org_id=")?.parse().ok()?;
+        (segments.next()? == "evaluations").then_some(Self {
+            org_id,
+            date_field,
+            source,
+            day,
+        })
+    }
 }
 
-/// Key of a run's discovered id set: `<partition>/run=<run>/_discovery.ndjson.gz`
-/// (deleted once the run commits).
-pub fn discovery_key(org_id: &OrgId, date: Date, run_id: &RunId) -> String {
-    format!(
-        "{}/run={run_id}/_discovery.ndjson.gz",
-        partition_prefix(org_id, date)
-    )
+impl JobSpec {
+    /// The partition this job writes.
+    pub fn partition(&self) -> Partition {
+        Partition {
+            org_id: self.org_id.clone(),
+            date_field: self.date_field,
+            source: self.source,
+            day: self.day,
+        }
+    }
 }
 
-/// Key of the manifest: `<partition>/_manifest.json`.
-pub fn manifest_key(org_id: &OrgId, date: Date) -> String {
-    format!("{}/_manifest.json", partition_prefix(org_id, date))
+impl Manifest {
+    /// The partition this manifest commits.
+    pub fn partition(&self) -> Partition {
+        Partition {
+            org_id: self.org_id.clone(),
+            date_field: self.date_field,
+            source: self.source,
+            day: self.date,
+        }
+    }
 }
 
-/// Key of an evaluation form version: `forms/org_id=<org>/<form_id>.json`.
+/// Key of an evaluation form version: `forms/org_id=<org>/<form_id>.json` (form versions
+/// are immutable and shared by every partition of the org).
 pub fn form_key(org_id: &OrgId, form_id: &str) -> Option<String> {
     let safe = !form_id.is_empty()
         && form_id.len() <= 128
@@ -513,13 +585,23 @@ pub trait ExportSink: Send + Sync + 'static {
     async fn exists(&self, key: &str) -> Result<bool, StoreError>;
     /// Reads an object.
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
-    /// Commits a partition: writes `_manifest.json` atomically (a reader sees the old or the
-    /// new manifest, never a partial one), then deletes runs of the partition other than
-    /// `manifest.run_id`.
-    async fn commit(&self, manifest: &Manifest) -> Result<(), StoreError>;
+    /// Whether `part` is stored exactly as listed: its size (S3 `HeadObject`) or, where
+    /// reading is cheap, its size and SHA-256.
+    async fn verify(&self, part: &PartInfo) -> Result<bool, StoreError>;
+    /// The version of the partition's committed manifest (S3 `ETag`; a local manifest's
+    /// SHA-256), `None` when nothing is committed.
+    async fn manifest_version(&self, partition: &Partition) -> Result<Option<String>, StoreError>;
+    /// Commits a partition with a conditional write: writes `_manifest.json` atomically (a
+    /// reader sees the old or the new manifest, never a partial one) only if the committed
+    /// manifest is still at version `expected` (`None`: none committed), then deletes
+    /// every object under the partition's `run=` folders that the manifest does not list
+    /// (superseded runs, discovery objects, parts a stale holder left). `Ok(false)` when
+    /// another commit came first; nothing was written or deleted then.
+    async fn commit(&self, manifest: &Manifest, expected: Option<&str>)
+    -> Result<bool, StoreError>;
     /// Reads a partition's committed manifest.
-    async fn manifest(&self, org_id: &OrgId, date: Date) -> Result<Option<Manifest>, StoreError> {
-        let key = manifest_key(org_id, date);
+    async fn manifest(&self, partition: &Partition) -> Result<Option<Manifest>, StoreError> {
+        let key = partition.manifest_key();
         self.get(&key)
             .await?
             .map(|bytes| {

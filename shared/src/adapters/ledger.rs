@@ -181,6 +181,7 @@ fn new_record(spec: &JobSpec, now: Timestamp) -> JobRecord {
         status: JobStatus::Running,
         checkpoint: None,
         updated_at: now,
+        epoch: 0,
     }
 }
 
@@ -217,6 +218,8 @@ impl<S: ConditionalStore> JobStore for StoreLedger<S> {
                     holder: holder.to_owned(),
                     until,
                 });
+                record.epoch += 1;
+                let epoch = record.epoch;
                 record.status = JobStatus::Running;
                 record.updated_at = now;
                 if record.checkpoint.is_none() {
@@ -227,6 +230,7 @@ impl<S: ConditionalStore> JobStore for StoreLedger<S> {
                     record,
                     LeaseOutcome::Acquired {
                         checkpoint: checkpoint.map(Box::new),
+                        epoch,
                     },
                 ))
             })

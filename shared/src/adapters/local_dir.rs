@@ -1,15 +1,19 @@
 //! An [`ExportSink`] in a local directory, in the object layout of DESIGN §7.
 //!
 //! Every object is written to a temporary file in the same directory and renamed into place,
-//! so a reader never sees a partial object; `_manifest.json` is written last the same way.
-//! After a commit, `run=` directories of the partition other than the committed run are
-//! deleted.
+//! so a reader never sees a partial object; `_manifest.json` is written last the same way,
+//! under an exclusive lock on the partition's `.commit.lock` file (held across processes),
+//! and only if the manifest there is still the version the committer expects (its
+//! SHA-256). After a commit, whatever the partition's `run=` directories hold that the
+//! manifest does not list is deleted.
 
 use std::path::{Component, Path, PathBuf};
 
 use async_trait::async_trait;
 
-use crate::ports::{ExportSink, Manifest, StoreError, manifest_key, partition_prefix};
+use sha2::{Digest, Sha256};
+
+use crate::ports::{ExportSink, Manifest, PartInfo, Partition, StoreError};
 
 /// A sink rooted at a directory (created on first write).
 #[derive(Debug, Clone)]
@@ -86,20 +90,88 @@ impl ExportSink for LocalDirSink {
         }
     }
 
-    async fn commit(&self, manifest: &Manifest) -> Result<(), StoreError> {
-        let key = manifest_key(&manifest.org_id, manifest.date);
+    async fn verify(&self, part: &PartInfo) -> Result<bool, StoreError> {
+        Ok(self.get(&part.key).await?.is_some_and(|bytes| {
+            bytes.len() as u64 == part.bytes && hex::encode(Sha256::digest(&bytes)) == part.sha256
+        }))
+    }
+
+    async fn manifest_version(&self, partition: &Partition) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .get(&partition.manifest_key())
+            .await?
+            .map(|bytes| hex::encode(Sha256::digest(bytes))))
+    }
+
+    async fn commit(
+        &self,
+        manifest: &Manifest,
+        expected: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let partition = manifest.partition();
+        let manifest_path = self.path(&partition.manifest_key())?;
+        let partition_dir = self.path(&partition.prefix())?;
         let json = serde_json::to_vec(manifest).map_err(err)?;
-        write_atomically(&self.path(&key)?, json).await?;
-        let partition = self.path(&partition_prefix(&manifest.org_id, manifest.date))?;
-        let keep = format!("run={}", manifest.run_id);
-        let mut entries = tokio::fs::read_dir(&partition).await.map_err(err)?;
+        let expected = expected.map(str::to_owned);
+        let written = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&partition_dir)
+                .map_err(|e| err(format!("{}: {e}", partition_dir.display())))?;
+            let lock_path = partition_dir.join(".commit.lock");
+            let lock = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)
+                .map_err(|e| err(format!("{}: {e}", lock_path.display())))?;
+            lock.lock()
+                .map_err(|e| err(format!("{}: {e}", lock_path.display())))?;
+            let current = match std::fs::read(&manifest_path) {
+                Ok(bytes) => Some(hex::encode(Sha256::digest(bytes))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(err(format!("{}: {e}", manifest_path.display()))),
+            };
+            if current != expected {
+                return Ok(false);
+            }
+            let mut tmp = tempfile::NamedTempFile::new_in(&partition_dir).map_err(err)?;
+            std::io::Write::write_all(&mut tmp, &json).map_err(err)?;
+            tmp.as_file().sync_all().map_err(err)?;
+            tmp.persist(&manifest_path)
+                .map_err(|e| err(format!("{}: {e}", manifest_path.display())))?;
+            Ok(true)
+        })
+        .await
+        .map_err(err)??;
+        if !written {
+            return Ok(false);
+        }
+        // Everything under the partition's run folders that the manifest does not list:
+        // superseded runs, a run's discovery object, parts a stale holder left.
+        let listed: std::collections::BTreeSet<PathBuf> = manifest
+            .parts
+            .iter()
+            .map(|p| self.path(&p.key))
+            .collect::<Result<_, _>>()?;
+        let partition_dir = self.path(&partition.prefix())?;
+        let mut entries = tokio::fs::read_dir(&partition_dir).await.map_err(err)?;
         while let Some(entry) = entries.next_entry().await.map_err(err)? {
             let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with("run=") && name != keep {
-                tokio::fs::remove_dir_all(entry.path()).await.map_err(err)?;
+            if !name.to_string_lossy().starts_with("run=") {
+                continue;
+            }
+            let mut files = tokio::fs::read_dir(entry.path()).await.map_err(err)?;
+            let mut kept = false;
+            while let Some(file) = files.next_entry().await.map_err(err)? {
+                if listed.contains(&file.path()) {
+                    kept = true;
+                } else {
+                    tokio::fs::remove_file(file.path()).await.map_err(err)?;
+                }
+            }
+            if !kept {
+                tokio::fs::remove_dir(entry.path()).await.map_err(err)?;
             }
         }
-        Ok(())
+        Ok(true)
     }
 }

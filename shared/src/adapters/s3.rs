@@ -1,14 +1,15 @@
 //! An S3 [`ExportSink`] in the object layout of DESIGN §7, below an optional key prefix.
 //!
 //! Objects are single `PutObject`s (parts are built in memory, bounded by the part size), so
-//! an object is either absent or whole. `_manifest.json` is written last; then objects of
-//! the partition's other `run=` folders are deleted.
+//! an object is either absent or whole. `_manifest.json` is written last, with a
+//! conditional write (`If-Match` / `If-None-Match`); then every object of the partition's
+//! `run=` folders that the manifest does not list is deleted.
 
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 
-use crate::ports::{ExportSink, Manifest, StoreError, manifest_key, partition_prefix};
+use crate::ports::{ExportSink, Manifest, PartInfo, Partition, StoreError};
 
 /// A sink in one bucket, every key below `prefix` (empty for the bucket root).
 #[derive(Debug, Clone)]
@@ -39,6 +40,34 @@ impl S3Sink {
 
     fn full(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
+    }
+
+    /// `HeadObject`: the object's size in bytes and `ETag`, `None` when there is none.
+    async fn head(&self, key: &str) -> Result<Option<(u64, String)>, StoreError> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some((
+                out.content_length().unwrap_or_default().max(0) as u64,
+                out.e_tag().unwrap_or_default().to_owned(),
+            ))),
+            Err(e) => {
+                let service = e.into_service_error();
+                if service.is_not_found() {
+                    Ok(None)
+                } else {
+                    Err(err(format!(
+                        "head {key}: {}",
+                        crate::adapters::aws_service_message(&service)
+                    )))
+                }
+            }
+        }
     }
 }
 
@@ -73,27 +102,7 @@ impl ExportSink for S3Sink {
     }
 
     async fn exists(&self, key: &str) -> Result<bool, StoreError> {
-        match self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(self.full(key))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) => {
-                let service = e.into_service_error();
-                if service.is_not_found() {
-                    Ok(false)
-                } else {
-                    Err(err(format!(
-                        "head {key}: {}",
-                        crate::adapters::aws_service_message(&service)
-                    )))
-                }
-            }
-        }
+        Ok(self.head(key).await?.is_some())
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -126,15 +135,59 @@ impl ExportSink for S3Sink {
         Ok(Some(bytes.into_bytes().to_vec()))
     }
 
-    async fn commit(&self, manifest: &Manifest) -> Result<(), StoreError> {
-        let key = manifest_key(&manifest.org_id, manifest.date);
+    async fn verify(&self, part: &PartInfo) -> Result<bool, StoreError> {
+        Ok(self
+            .head(&part.key)
+            .await?
+            .is_some_and(|(size, _)| size == part.bytes))
+    }
+
+    async fn manifest_version(&self, partition: &Partition) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .head(&partition.manifest_key())
+            .await?
+            .map(|(_, etag)| etag))
+    }
+
+    /// `PutObject` with `If-Match: <expected ETag>` (or `If-None-Match: *` when nothing is
+    /// committed yet): S3 conditional writes, so of two holders that both believe they may
+    /// commit, only the first succeeds; the other gets `PreconditionFailed`.
+    async fn commit(
+        &self,
+        manifest: &Manifest,
+        expected: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let partition = manifest.partition();
+        let key = partition.manifest_key();
         let json = serde_json::to_vec(manifest).map_err(err)?;
-        self.put(&key, json).await?;
-        let runs = self.full(&format!(
-            "{}/run=",
-            partition_prefix(&manifest.org_id, manifest.date)
-        ));
-        let keep = format!("{runs}{}/", manifest.run_id);
+        let put = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.full(&key))
+            .content_type("application/json")
+            .body(json.into());
+        let put = match expected {
+            Some(etag) => put.if_match(etag),
+            None => put.if_none_match("*"),
+        };
+        if let Err(e) = put.send().await {
+            let conflict = e
+                .raw_response()
+                .is_some_and(|r| matches!(r.status().as_u16(), 409 | 412));
+            if conflict {
+                return Ok(false);
+            }
+            return Err(err(format!(
+                "put {key}: {}",
+                crate::adapters::aws_message(&e)
+            )));
+        }
+        // Everything under the partition's run folders that the manifest does not list:
+        // superseded runs, a run's discovery object, parts a stale holder left.
+        let runs = self.full(&format!("{}/run=", partition.prefix()));
+        let listed: std::collections::BTreeSet<String> =
+            manifest.parts.iter().map(|p| self.full(&p.key)).collect();
         let mut pages = self
             .client
             .list_objects_v2()
@@ -147,7 +200,7 @@ impl ExportSink for S3Sink {
                 .map_err(|e| err(format!("list {runs}: {}", crate::adapters::aws_message(&e))))?;
             for object in page.contents() {
                 if let Some(k) = object.key()
-                    && !k.starts_with(&keep)
+                    && !listed.contains(k)
                 {
                     self.client
                         .delete_object()
@@ -161,7 +214,7 @@ impl ExportSink for S3Sink {
                 }
             }
         }
-        Ok(())
+        Ok(true)
     }
 }
 

@@ -26,8 +26,7 @@ use crate::domain::{JobSpec, RunId};
 use crate::genesys::{Counted, GenesysClient, GenesysError};
 use crate::ports::{
     Checkpoint, CommitStatus, Discovered, ExportSink, JobStatus, JobStore, JobStoreError, Lease,
-    LeaseOutcome, Manifest, PartInfo, RequestStats, StoreError, Unavailable, discovery_key,
-    form_key, part_key,
+    LeaseOutcome, Manifest, PartInfo, RequestStats, StoreError, Unavailable, form_key,
 };
 use discovery::Search;
 use fetch::{GroupResult, QueryLearning, SINGLE_GROUP, fetch_group, group_of};
@@ -128,9 +127,14 @@ pub enum ExportError {
     #[error("writing a part: {0}")]
     Io(#[from] std::io::Error),
     /// The completeness check before commit failed: written + unavailable + outside the
-    /// window does not add up to what discovery found. Nothing is committed.
+    /// window does not add up to what discovery found, or a part is not as written.
+    /// Nothing is committed.
     #[error("incomplete export, not committed: {0}")]
     Incomplete(String),
+    /// Another holder committed the day after this run started (the conditional manifest
+    /// write failed): nothing of this run was committed.
+    #[error("another exporter committed this day first; nothing of this run was committed")]
+    CommitConflict,
 }
 
 /// What a run reports besides its outcome.
@@ -142,6 +146,23 @@ pub struct ExportReport {
     pub stats: RequestStats,
     /// Evaluations written so far (committed or in the checkpoint).
     pub evaluations: u64,
+}
+
+/// A new run of `spec`: nothing discovered or written yet.
+fn new_checkpoint(spec: &JobSpec, now: Timestamp) -> Checkpoint {
+    Checkpoint {
+        run_id: RunId::generate(now),
+        window: spec.window,
+        discovery: None,
+        parts: Vec::new(),
+        done_groups: Vec::new(),
+        form_ids: Vec::new(),
+        stats: RequestStats::default(),
+        discovered: 0,
+        outside_window: 0,
+        unavailable: Vec::new(),
+        search_counts: Vec::new(),
+    }
 }
 
 /// Runs export jobs for one org with one client, job store and sink.
@@ -162,6 +183,10 @@ pub struct Exporter {
 struct Run<'a> {
     spec: &'a JobSpec,
     cp: Checkpoint,
+    /// This lease acquisition's fencing epoch (in every key this run writes).
+    epoch: u64,
+    /// The committed manifest's version when the lease was taken (`None`: none).
+    base_version: Option<String>,
     /// Statistics of earlier runs of this job (from the checkpoint).
     base_stats: RequestStats,
     /// This run's calls, counted on their own (an org's days may run at once on one client).
@@ -237,25 +262,18 @@ impl Exporter {
                     evaluations: 0,
                 });
             }
-            LeaseOutcome::Acquired { checkpoint } => checkpoint,
+            LeaseOutcome::Acquired { checkpoint, epoch } => (checkpoint, epoch),
         };
+        let (checkpoint, epoch) = checkpoint;
         let base_stats = checkpoint.as_ref().map(|c| c.stats).unwrap_or_default();
-        let cp = checkpoint.map(|c| *c).unwrap_or_else(|| Checkpoint {
-            run_id: RunId::generate(now),
-            window: spec.window,
-            discovery: None,
-            parts: Vec::new(),
-            done_groups: Vec::new(),
-            form_ids: Vec::new(),
-            stats: RequestStats::default(),
-            discovered: 0,
-            outside_window: 0,
-            unavailable: Vec::new(),
-            search_counts: Vec::new(),
-        });
+        let cp = checkpoint.map_or_else(|| new_checkpoint(spec, now), |c| *c);
+        // The commit is conditional on the manifest still being at this version.
+        let base_version = self.sink.manifest_version(&spec.partition()).await?;
         let mut run = Run {
             spec,
             cp,
+            epoch,
+            base_version,
             base_stats,
             calls: self.client.counted(),
             client_start: self.client.stats(),
@@ -473,11 +491,26 @@ impl Exporter {
             unavailable: run.cp.unavailable.clone(),
             search_counts: run.cp.search_counts.clone(),
         };
-        self.sink.commit(&manifest).await?;
-        if let Some(discovery) = &run.cp.discovery
-            && let Err(e) = self.sink.delete(&discovery.key).await
+        // Every listed part is still as written (a part key is written by one lease
+        // acquisition only, so nothing should have changed it).
+        for part in &run.cp.parts {
+            if !self.sink.verify(part).await? {
+                let key = part.key.clone();
+                run.cp = Checkpoint {
+                    stats: run.cp.stats,
+                    ..new_checkpoint(spec, now)
+                };
+                return Err(ExportError::Incomplete(format!(
+                    "{key} is missing or not as written; the day starts over"
+                )));
+            }
+        }
+        if !self
+            .sink
+            .commit(&manifest, run.base_version.as_deref())
+            .await?
         {
-            tracing::warn!(key = %discovery.key, error = %e, "could not delete the discovery object");
+            return Err(ExportError::CommitConflict);
         }
         let status = match manifest.status {
             CommitStatus::Committed => JobStatus::Committed {
@@ -574,7 +607,10 @@ impl Exporter {
             object.push(d)?;
         }
         let (bytes, records, sha256) = object.finish()?;
-        let key = discovery_key(&run.spec.org_id, run.spec.day, &run.cp.run_id);
+        let key = run
+            .spec
+            .partition()
+            .discovery_key(&run.cp.run_id, run.epoch);
         let size = bytes.len() as u64;
         self.sink.put(&key, bytes).await?;
         run.cp.discovery = Some(PartInfo {
@@ -666,12 +702,10 @@ impl Exporter {
     ) -> Result<(), ExportError> {
         if part.records() > 0 {
             let (bytes, records, sha256) = part.finish()?;
-            let key = part_key(
-                &run.spec.org_id,
-                run.spec.day,
-                &run.cp.run_id,
-                run.cp.parts.len(),
-            );
+            let key = run
+                .spec
+                .partition()
+                .part_key(&run.cp.run_id, run.epoch, run.cp.parts.len());
             let size = bytes.len() as u64;
             self.sink.put(&key, bytes).await?;
             run.cp.parts.push(PartInfo {

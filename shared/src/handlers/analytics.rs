@@ -2,10 +2,10 @@
 //! `…/_manifest.json` → summaries of that org and day, computed from exactly the parts the
 //! manifest lists:
 //!
-//! - `analytics/org_id=<org>/date=<day>/by_agent_form.json`: per agent (`agent.id`) × evaluation
+//! - `analytics/org_id=<org>/date_field=<field>/source=<source>/date=<day>/by_agent_form.json`: per agent (`agent.id`) × evaluation
 //!   form (`evaluationForm.id`): evaluations, mean/min/max `answers.totalScore`, mean
 //!   `answers.totalCriticalScore`, evaluations with `answers.anyFailedKillQuestions`.
-//! - `analytics/org_id=<org>/date=<day>/by_question.json`: per question (`questionId`, with its
+//! - `analytics/org_id=<org>/date_field=<field>/source=<source>/date=<day>/by_question.json`: per question (`questionId`, with its
 //!   `questionGroupId`): answers, distribution by `answerId`, mean `score`, share marked NA.
 //!
 //! Calibration evaluations and evaluations without `answers` (redacted, pending) are left
@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{OrgId, RunId};
 use crate::output::{ExportedEvaluation, read_committed};
-use crate::ports::{ExportSink, StoreError};
+use crate::ports::{ExportSink, Partition, StoreError};
 
 /// Summary of one agent × form.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -239,26 +239,28 @@ pub fn aggregate(evaluations: &[ExportedEvaluation]) -> (u64, Vec<AgentForm>, Ve
     (skipped, by_agent_form, by_question)
 }
 
-/// Reads the committed partition of `org_id` on `date`, writes its summaries and returns
-/// them; `None` when nothing is committed there.
+/// Reads a committed partition, writes its summaries and returns them; `None` when nothing
+/// is committed there.
 pub async fn summarise(
     sink: &dyn ExportSink,
-    org_id: &OrgId,
-    date: Date,
+    partition: &Partition,
 ) -> Result<Option<Summaries>, StoreError> {
-    let Some(committed) = read_committed(sink, org_id, date).await? else {
+    let Some(committed) = read_committed(sink, partition).await? else {
         return Ok(None);
     };
     let (skipped, by_agent_form, by_question) = aggregate(&committed.evaluations);
     let summaries = Summaries {
-        org_id: org_id.clone(),
-        date,
+        org_id: partition.org_id.clone(),
+        date: partition.day,
         run_id: committed.manifest.run_id,
         skipped,
         by_agent_form,
         by_question,
     };
-    let base = format!("analytics/org_id={org_id}/date={date}");
+    let base = format!(
+        "analytics/org_id={}/date_field={}/source={}/date={}",
+        partition.org_id, partition.date_field, partition.source, partition.day
+    );
     sink.put(
         &format!("{base}/by_agent_form.json"),
         pretty(&summaries.by_agent_form)?,
@@ -276,19 +278,13 @@ fn pretty(value: &impl Serialize) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec_pretty(value).map_err(|e| StoreError::new("analytics", e))
 }
 
-/// The org and day of a manifest key (`…evaluations/org_id=<org>/date=<day>/_manifest.json`,
-/// URL-decoded), or `None` for any other key.
-pub fn manifest_partition(key: &str) -> Option<(OrgId, Date)> {
+/// The partition of a manifest key (URL-decoded, as S3 events carry it), or `None` for any
+/// other key.
+pub fn manifest_partition(key: &str) -> Option<Partition> {
     let key = url::form_urlencoded::parse(format!("k={key}").as_bytes())
         .next()
         .map(|(_, v)| v.into_owned())?;
-    let mut segments = key.rsplit('/');
-    if segments.next()? != "_manifest.json" {
-        return None;
-    }
-    let date = segments.next()?.strip_prefix("date=")?.parse().ok()?;
-    let org = segments.next()?.strip_prefix("org_id=")?.parse().ok()?;
-    (segments.next()? == "evaluations").then_some((org, date))
+    Partition::of_manifest_key(&key)
 }
 
 /// Handles an S3 event: every manifest record is summarised; other keys are ignored.
@@ -301,11 +297,11 @@ pub async fn handle_s3_event(
         let Some(key) = record.s3.object.key.as_deref() else {
             continue;
         };
-        let Some((org_id, date)) = manifest_partition(key) else {
+        let Some(partition) = manifest_partition(key) else {
             tracing::info!(key, "not a manifest; ignored");
             continue;
         };
-        if let Some(summaries) = summarise(sink, &org_id, date).await? {
+        if let Some(summaries) = summarise(sink, &partition).await? {
             done.push(summaries);
         }
     }
@@ -390,22 +386,28 @@ mod tests {
 
     #[test]
     fn finds_the_partition_of_url_encoded_manifest_keys_only() {
-        let (org, date) = manifest_partition(
-            "exports/evaluations/org_id%3Dorg-1/date%3D2026-11-28/_manifest.json",
+        let p = manifest_partition(
+            "exports/evaluations/org_id%3Dorg-1/date_field%3DreleaseDate/source%3Dhuman/date%3D2026-11-28/_manifest.json",
         )
         .unwrap();
         assert_eq!(
-            (org.as_str(), date.to_string().as_str()),
-            ("org-1", "2026-11-28")
+            (
+                p.org_id.as_str(),
+                p.date_field.wire_name(),
+                p.source.to_string().as_str(),
+                p.day.to_string().as_str()
+            ),
+            ("org-1", "releaseDate", "human", "2026-11-28")
         );
-        assert!(
-            manifest_partition("evaluations/org_id=o/date=2026-11-28/_manifest.json").is_some()
-        );
+        let key = "evaluations/org_id=o/date_field=submittedDate/source=both/date=2026-11-28/_manifest.json";
+        assert_eq!(manifest_partition(key).unwrap().manifest_key(), key);
         for other in [
-            "evaluations/org_id=o/date=2026-11-28/run=r/part-00000.ndjson.gz",
+            "evaluations/org_id=o/date_field=submittedDate/source=both/date=2026-11-28/run=r/part-000001-00000.ndjson.gz",
+            "evaluations/org_id=o/date=2026-11-28/_manifest.json",
             "forms/org_id=o/f.json",
-            "evaluations/org_id=o/date=not-a-date/_manifest.json",
-            "analytics/org_id=o/date=2026-11-28/_manifest.json",
+            "evaluations/org_id=o/date_field=submittedDate/source=both/date=not-a-date/_manifest.json",
+            "evaluations/org_id=o/date_field=nope/source=both/date=2026-11-28/_manifest.json",
+            "analytics/org_id=o/date_field=submittedDate/source=both/date=2026-11-28/_manifest.json",
         ] {
             assert!(manifest_partition(other).is_none(), "{other}");
         }

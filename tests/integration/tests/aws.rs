@@ -163,11 +163,7 @@ async fn an_export_into_s3_with_dynamodb_state_equals_ground_truth() {
     assert_same(&exported, &h.truth(&org, &jobs));
 
     // A forced re-export writes a new run, commits it, and deletes the old run's objects.
-    let first = sink
-        .manifest(&jobs[0].org_id, jobs[0].day)
-        .await
-        .unwrap()
-        .unwrap();
+    let first = sink.manifest(&jobs[0].partition()).await.unwrap().unwrap();
     let mut forced = settings();
     forced.engine.force = true;
     let again = org_exporter(&org, &forced, &ports, "aws-2").unwrap();

@@ -22,7 +22,7 @@ async fn every_org_equals_ground_truth_with_its_forms() {
         let mut referenced = 0;
         for job in &jobs {
             let manifest = h.sink.root().join(format!(
-                "evaluations/org_id={}/date={}/_manifest.json",
+                "evaluations/org_id={}/date_field=submittedDate/source=both/date={}/_manifest.json",
                 org.endpoint.org_id, job.day
             ));
             let manifest: serde_json::Value =
@@ -120,7 +120,7 @@ async fn each_manifest_counts_only_its_own_requests() {
     let mut requests = 0;
     for job in &jobs {
         let manifest =
-            scorecards_shared::ports::ExportSink::manifest(h.sink.as_ref(), &job.org_id, job.day)
+            scorecards_shared::ports::ExportSink::manifest(h.sink.as_ref(), &job.partition())
                 .await
                 .unwrap()
                 .unwrap();
@@ -151,7 +151,7 @@ async fn days_running_at_once_fetch_each_form_once() {
     let mut referenced = std::collections::BTreeSet::new();
     for job in &jobs {
         let manifest =
-            scorecards_shared::ports::ExportSink::manifest(h.sink.as_ref(), &job.org_id, job.day)
+            scorecards_shared::ports::ExportSink::manifest(h.sink.as_ref(), &job.partition())
                 .await
                 .unwrap()
                 .unwrap();

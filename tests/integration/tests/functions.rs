@@ -248,7 +248,7 @@ async fn dispatch_then_export_lands_the_ground_truth_in_s3() {
         let committed = s
             .export
             .sink
-            .manifest(&job.org_id, job.day)
+            .manifest(&job.partition())
             .await
             .unwrap()
             .unwrap();

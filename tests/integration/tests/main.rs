@@ -6,6 +6,7 @@ mod harness;
 mod aws;
 mod export;
 mod faults;
+mod fencing;
 mod functions;
 mod resume;
 mod stores;

@@ -60,7 +60,10 @@ async fn job_leases(store: impl ConditionalStore) {
     let lease = |s: u64| add(now, Duration::from_secs(s));
     assert!(matches!(
         jobs.acquire(&spec, "a", lease(60), now).await.unwrap(),
-        LeaseOutcome::Acquired { checkpoint: None }
+        LeaseOutcome::Acquired {
+            checkpoint: None,
+            epoch: 1
+        }
     ));
     match jobs.acquire(&spec, "b", lease(60), now).await.unwrap() {
         LeaseOutcome::HeldByOther(l) => assert_eq!((l.holder.as_str(), l.until), ("a", lease(60))),
@@ -72,7 +75,7 @@ async fn job_leases(store: impl ConditionalStore) {
         jobs.acquire(&spec, "b", add(later, Duration::from_secs(60)), later)
             .await
             .unwrap(),
-        LeaseOutcome::Acquired { .. }
+        LeaseOutcome::Acquired { epoch: 2, .. }
     ));
     assert!(matches!(
         JobStore::renew(&jobs, &spec, "a", lease(120), later).await,

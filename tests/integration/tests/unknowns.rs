@@ -97,7 +97,7 @@ async fn export_equals_truth(unknowns: &[Unknown], source: Source, settings: Run
     let mut listed_unavailable = BTreeSet::new();
     let automated: BTreeSet<String> = truth(&h, &jobs, SourceFilter::Auto).into_keys().collect();
     for job in &jobs {
-        let committed = read_committed(h.sink.as_ref() as &dyn ExportSink, &job.org_id, job.day)
+        let committed = read_committed(h.sink.as_ref() as &dyn ExportSink, &job.partition())
             .await
             .unwrap()
             .unwrap_or_else(|| panic!("{} is committed ({:?})", job.day, summary.status));
