@@ -222,6 +222,10 @@ pub struct Checkpoint {
     /// The listings of discovery and their independent counts.
     #[serde(default)]
     pub search_counts: Vec<SearchCount>,
+    /// Runs in a row that ran out of time without writing an evaluation or finishing
+    /// discovery.
+    #[serde(default)]
+    pub stalled_runs: u32,
 }
 
 /// Request statistics of a job (a product figure: requests per 1,000 evaluations).

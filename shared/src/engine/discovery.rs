@@ -19,8 +19,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use jiff::Timestamp;
 use serde_json::json;
 
+use crate::clock::Clock;
 use crate::domain::{DateField, Window, genesys_time};
 use crate::genesys::models::{EvaluationHead, SearchResponse};
 use crate::genesys::{Counted, GenesysError};
@@ -48,6 +50,9 @@ pub(crate) struct Search<'a> {
     pub date_field: DateField,
     pub system_submitted: bool,
     pub settings: SearchSettings,
+    /// Stop listing at this time (the invocation's deadline).
+    pub deadline: Option<Timestamp>,
+    pub clock: &'a dyn Clock,
 }
 
 /// How one window's listing ended.
@@ -56,15 +61,18 @@ enum Listed {
     Complete(BTreeMap<String, EvaluationHead>),
     /// The listing could not be trusted (cap reached, ids repeated, cut short): split.
     Split(&'static str),
+    /// The deadline came first.
+    OutOfTime,
 }
 
 impl Search<'_> {
     /// Finds every evaluation of `window` for this search, keyed by id, and counts them
-    /// independently. Evaluations are returned as the search described them.
+    /// independently. Evaluations are returned as the search described them; `None` when
+    /// the deadline came first.
     pub(crate) async fn discover(
         &self,
         window: Window,
-    ) -> Result<(BTreeMap<String, EvaluationHead>, SearchCount), GenesysError> {
+    ) -> Result<Option<(BTreeMap<String, EvaluationHead>, SearchCount)>, GenesysError> {
         let mut page_size = self.settings.page_size.max(1);
         let counted = self.count(window).await?;
         let mut found = BTreeMap::new();
@@ -74,6 +82,7 @@ impl Search<'_> {
         while let Some((w, expected)) = pending.pop() {
             match self.list(w, expected, &mut page_size).await? {
                 Listed::Complete(heads) => found.extend(heads),
+                Listed::OutOfTime => return Ok(None),
                 Listed::Split(why) => match w.halves() {
                     Some((a, b)) => {
                         tracing::info!(from = %w.from, to = %w.to, why, "search listing not exact; splitting the window");
@@ -107,7 +116,7 @@ impl Search<'_> {
                 "the search's independent count differs from its listing"
             );
         }
-        Ok((found, count))
+        Ok(Some((found, count)))
     }
 
     fn body(&self, window: Window, page_number: u32, page_size: u32) -> serde_json::Value {
@@ -153,6 +162,9 @@ impl Search<'_> {
         let mut last_page_full = false;
         let mut found: BTreeMap<String, EvaluationHead> = BTreeMap::new();
         loop {
+            if self.deadline.is_some_and(|d| self.clock.now() >= d) {
+                return Ok(Listed::OutOfTime);
+            }
             if page_number.saturating_mul(size) > self.settings.paging_cap {
                 return Ok(Listed::Split("paging cap reached"));
             }

@@ -54,6 +54,9 @@ pub struct EngineConfig {
     pub deadline: Option<Timestamp>,
     /// Re-export a day even if it is committed and up to date.
     pub force: bool,
+    /// Runs in a row that may run out of time without progress before the job fails.
+    /// Default 5.
+    pub max_stalled_runs: u32,
 }
 
 impl Default for EngineConfig {
@@ -70,6 +73,7 @@ impl Default for EngineConfig {
             lease: Duration::from_secs(180),
             deadline: None,
             force: false,
+            max_stalled_runs: 5,
         }
     }
 }
@@ -135,6 +139,16 @@ pub enum ExportError {
     /// write failed): nothing of this run was committed.
     #[error("another exporter committed this day first; nothing of this run was committed")]
     CommitConflict,
+    /// `runs` runs in a row ran out of time without writing an evaluation or finishing
+    /// discovery: the invocation is too short for this day (raise the function's timeout,
+    /// or lower the page sizes); the job stops instead of looping.
+    #[error(
+        "no progress in {runs} runs in a row that each ran out of time (discovery or one fetch group takes longer than an invocation)"
+    )]
+    NoProgress {
+        /// Runs without progress.
+        runs: u32,
+    },
 }
 
 /// What a run reports besides its outcome.
@@ -146,6 +160,29 @@ pub struct ExportReport {
     pub stats: RequestStats,
     /// Evaluations written so far (committed or in the checkpoint).
     pub evaluations: u64,
+}
+
+/// A lease of `lease` from `now`, never past `deadline`.
+fn lease_until(now: Timestamp, lease: Duration, deadline: Option<Timestamp>) -> Timestamp {
+    let until = clock::add(now, lease);
+    deadline.map_or(until, |d| until.min(d.max(now)))
+}
+
+/// How far a run has come: evaluations written, and whether discovery is done.
+fn progress(cp: &Checkpoint) -> (u64, bool) {
+    (
+        cp.parts.iter().map(|p| p.records).sum(),
+        cp.discovery.is_some(),
+    )
+}
+
+/// The lease-renewing task of a run; aborted when dropped.
+struct Heartbeat(tokio::task::JoinHandle<()>);
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// A new run of `spec`: nothing discovered or written yet.
@@ -162,6 +199,7 @@ fn new_checkpoint(spec: &JobSpec, now: Timestamp) -> Checkpoint {
         outside_window: 0,
         unavailable: Vec::new(),
         search_counts: Vec::new(),
+        stalled_runs: 0,
     }
 }
 
@@ -194,7 +232,6 @@ struct Run<'a> {
     /// The client's counters when this run started (for `waited_ms`, which is per client).
     client_start: RequestStats,
     started_at: Timestamp,
-    lease_renew_at: Timestamp,
     /// Groups pushed into the part being built: their refusals and out-of-window
     /// evaluations join the checkpoint with the part.
     staged_unavailable: Vec<Unavailable>,
@@ -278,11 +315,25 @@ impl Exporter {
             calls: self.client.counted(),
             client_start: self.client.stats(),
             started_at: now,
-            lease_renew_at: clock::add(now, self.config.lease / 3),
             staged_unavailable: Vec::new(),
             staged_outside: 0,
         };
-        let result = self.export(&mut run, observer).await;
+        let progress_before = progress(&run.cp);
+        let heartbeat = self.heartbeat(spec);
+        let mut result = self.export(&mut run, observer).await;
+        drop(heartbeat);
+        if matches!(result, Err(ExportError::OutOfTime)) {
+            if progress(&run.cp) > progress_before {
+                run.cp.stalled_runs = 0;
+            } else {
+                run.cp.stalled_runs += 1;
+                if run.cp.stalled_runs >= self.config.max_stalled_runs.max(1) {
+                    result = Err(ExportError::NoProgress {
+                        runs: run.cp.stalled_runs,
+                    });
+                }
+            }
+        }
         let stats = self.stats(&run);
         let evaluations = run.cp.parts.iter().map(|p| p.records).sum();
         let now = self.clock.now();
@@ -343,10 +394,7 @@ impl Exporter {
 
     /// A lease from `now`, never past the deadline.
     fn lease_until(&self, now: Timestamp) -> Timestamp {
-        let until = clock::add(now, self.config.lease);
-        self.config
-            .deadline
-            .map_or(until, |d| until.min(d.max(now)))
+        lease_until(now, self.config.lease, self.config.deadline)
     }
 
     fn stats(&self, run: &Run<'_>) -> RequestStats {
@@ -357,15 +405,36 @@ impl Exporter {
         stats
     }
 
-    async fn renew_lease_if_due(&self, run: &mut Run<'_>) -> Result<(), ExportError> {
-        let now = self.clock.now();
-        if now >= run.lease_renew_at {
-            self.jobs
-                .renew(run.spec, &self.holder, self.lease_until(now), now)
-                .await?;
-            run.lease_renew_at = clock::add(now, self.config.lease / 3);
-        }
-        Ok(())
+    /// Whether the run reached `EngineConfig::deadline`.
+    fn out_of_time(&self) -> bool {
+        self.config
+            .deadline
+            .is_some_and(|deadline| self.clock.now() >= deadline)
+    }
+
+    /// Renews the job's lease every third of its length (wall-clock time) while the run
+    /// works, so a long discovery, group or wait never lets it lapse; the lease never
+    /// outlives the deadline. Stops when dropped, or when the lease is lost (the run then
+    /// fails at its next checkpoint or commit).
+    fn heartbeat(&self, spec: &JobSpec) -> Heartbeat {
+        let (jobs, clock, spec) = (
+            Arc::clone(&self.jobs),
+            Arc::clone(&self.clock),
+            spec.clone(),
+        );
+        let (holder, lease, deadline) =
+            (self.holder.clone(), self.config.lease, self.config.deadline);
+        Heartbeat(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                let now = clock.now();
+                let until = lease_until(now, lease, deadline);
+                if let Err(e) = jobs.renew(&spec, &holder, until, now).await {
+                    tracing::warn!(job = %spec.key(), error = %e, "lease not renewed");
+                    break;
+                }
+            }
+        }))
     }
 
     async fn save(&self, run: &mut Run<'_>) -> Result<(), ExportError> {
@@ -374,9 +443,6 @@ impl Exporter {
         self.jobs
             .save_checkpoint(run.spec, &self.holder, &run.cp, now)
             .await?;
-        run.lease_renew_at = run
-            .lease_renew_at
-            .min(clock::add(now, self.config.lease / 3));
         Ok(())
     }
 
@@ -425,8 +491,15 @@ impl Exporter {
         // at the first group boundary past `part_records`.
         let mut part = PartBuilder::new();
         let mut part_groups: Vec<String> = Vec::new();
+        let mut stopped = None;
         while let Some(result) = results.next().await {
-            let (group, members, fetched) = result?;
+            let (group, members, fetched) = match result {
+                Ok(done) => done,
+                Err(e) => {
+                    stopped = Some(ExportError::from(e));
+                    break;
+                }
+            };
             self.push_group(run, &mut part, &group, members, fetched)?;
             part_groups.push(group);
             if part.records() >= self.config.part_records as u64 {
@@ -434,17 +507,20 @@ impl Exporter {
                 self.write_part(run, full, &mut part_groups, observer)
                     .await?;
             }
-            self.renew_lease_if_due(run).await?;
-            if let Some(deadline) = self.config.deadline
-                && self.clock.now() >= deadline
-            {
-                return Err(ExportError::OutOfTime);
+            if self.out_of_time() {
+                stopped = Some(ExportError::OutOfTime);
+                break;
             }
         }
         drop(results);
+        // What was fetched is written and checkpointed, whatever stopped the fetching (the
+        // deadline, a long Retry-After, an error): the next run does not fetch it again.
         if part.records() > 0 || !part_groups.is_empty() {
             self.write_part(run, part, &mut part_groups, observer)
                 .await?;
+        }
+        if let Some(e) = stopped {
+            return Err(e);
         }
         self.export_forms(run).await?;
 
@@ -560,8 +636,12 @@ impl Exporter {
                 date_field: spec.date_field,
                 system_submitted,
                 settings: self.config.search,
+                deadline: self.config.deadline,
+                clock: self.clock.as_ref(),
             };
-            let (heads, count) = search.discover(window).await?;
+            let Some((heads, count)) = search.discover(window).await? else {
+                return Err(ExportError::OutOfTime);
+            };
             run.cp.search_counts.push(count);
             for (id, head) in heads {
                 if !system_submitted {

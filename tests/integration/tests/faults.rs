@@ -102,10 +102,7 @@ async fn a_500_fails_the_org_and_commits_nothing() {
         assert!(record.lease.is_none(), "every lease is released");
         if matches!(record.status, JobStatus::Failed { .. }) {
             failed += 1;
-            let manifest = h.sink.root().join(format!(
-                "evaluations/org_id={}/date={}/_manifest.json",
-                org.endpoint.org_id, job.day
-            ));
+            let manifest = h.sink.root().join(job.partition().manifest_key());
             assert!(!manifest.exists(), "nothing committed for a failed window");
         }
     }

@@ -226,8 +226,8 @@ async fn dispatch_then_export_lands_the_ground_truth_in_s3() {
     // it again on the same manifest writes the same bytes.
     for job in &jobs {
         let key = format!(
-            "exports/evaluations/org_id%3D{}/date%3D{}/_manifest.json",
-            job.org_id, job.day
+            "exports/evaluations/org_id%3D{}/date_field%3D{}/source%3D{}/date%3D{}/_manifest.json",
+            job.org_id, job.date_field, job.source, job.day
         );
         let event: S3Event = serde_json::from_value(json!({"Records": [{
             "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
@@ -254,8 +254,8 @@ async fn dispatch_then_export_lands_the_ground_truth_in_s3() {
             .unwrap();
         assert_eq!(summarised + summaries.skipped, committed.total_records);
         let path = format!(
-            "analytics/org_id={}/date={}/by_question.json",
-            job.org_id, job.day
+            "analytics/org_id={}/date_field={}/source={}/date={}/by_question.json",
+            job.org_id, job.date_field, job.source, job.day
         );
         let before = s.export.sink.get(&path).await.unwrap().unwrap();
         handle_s3_event(s.export.sink.as_ref(), event)

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use genesys_sim::Scenario;
 use scorecards_shared::engine::{ExportObserver, ExportOutcome, NoProgress};
+use scorecards_shared::ports::JobStatus;
 use tokio::sync::Notify;
 
 use crate::harness::{Harness, assert_same};
@@ -114,42 +115,79 @@ async fn a_killed_run_resumes_without_refetching_written_parts() {
     );
 }
 
-#[tokio::test]
-async fn a_run_that_reaches_its_deadline_defers_to_now_and_resumes() {
-    use scorecards_shared::clock::Clock;
+/// Runs `job` again and again, each run with `budget` of (fake) time before its deadline,
+/// as successive Lambda invocations would; returns the outcomes.
+async fn hop_until_done(
+    h: &Harness,
+    org: &scorecards_shared::config::OrgSetup,
+    job: &scorecards_shared::domain::JobSpec,
+    budget: Duration,
+    max_runs: usize,
+) -> Vec<Result<ExportOutcome, String>> {
+    use scorecards_shared::clock::{Clock, add};
     use scorecards_shared::runner::org_exporter;
 
+    let mut outcomes = Vec::new();
+    for hop in 0..max_runs {
+        let mut settings = crate::harness::settings();
+        settings.engine.deadline = Some(add(h.clock.now(), budget));
+        let exporter = org_exporter(org, &settings, &h.ports, &format!("hop-{hop}")).unwrap();
+        let result = exporter.exporter.run(job, &NoProgress).await;
+        let done =
+            !matches!(result, Ok(ref r) if matches!(r.outcome, ExportOutcome::Deferred { .. }));
+        outcomes.push(result.map(|r| r.outcome).map_err(|e| e.to_string()));
+        if done {
+            break;
+        }
+    }
+    outcomes
+}
+
+#[tokio::test]
+async fn a_job_that_affords_few_requests_per_run_commits_after_enough_runs() {
     let h = Harness::start(Scenario::test()).await;
     let org = h.org(0);
     let job = &h.jobs(&org)[1];
-    let mut settings = crate::harness::settings();
-    settings.engine.deadline = Some(h.clock.now());
-    let out_of_time = org_exporter(&org, &settings, &h.ports, "short").unwrap();
-    let report = out_of_time.exporter.run(job, &NoProgress).await.unwrap();
-    assert_eq!(
-        report.outcome,
-        ExportOutcome::Deferred {
-            until: h.clock.now()
-        }
+    // The test scenario's limit paces one request per 6 ms of (fake) time: a few requests
+    // per run.
+    let outcomes = hop_until_done(&h, &org, job, Duration::from_millis(40), 200).await;
+    let last = outcomes.last().unwrap();
+    assert!(
+        matches!(last, Ok(ExportOutcome::Committed(_))),
+        "{last:?} after {} runs",
+        outcomes.len()
+    );
+    assert!(
+        outcomes.len() > 3,
+        "it took several runs: {}",
+        outcomes.len()
     );
     let record = h.ports.jobs.get(job).await.unwrap().unwrap();
-    assert!(record.lease.is_none(), "the lease is released");
-    let checkpoint = record.checkpoint.expect("checkpoint kept");
-    assert!(checkpoint.discovery.is_some());
-
-    let report = h
-        .exporter(&org, "next")
-        .exporter
-        .run(job, &NoProgress)
-        .await
-        .unwrap();
-    assert!(
-        matches!(report.outcome, ExportOutcome::Committed(_)),
-        "{:?}",
-        report.outcome
-    );
+    assert!(record.lease.is_none() && record.checkpoint.is_none());
     assert_same(
         &h.exported(std::slice::from_ref(job)).await,
         &h.truth(&org, std::slice::from_ref(job)),
+    );
+}
+
+#[tokio::test]
+async fn a_job_that_cannot_progress_fails_with_its_reason_after_five_runs() {
+    let h = Harness::start(Scenario::test()).await;
+    let org = h.org(0);
+    let job = &h.jobs(&org)[1];
+    let outcomes = hop_until_done(&h, &org, job, Duration::ZERO, 20).await;
+    assert_eq!(outcomes.len(), 5, "{outcomes:?}");
+    assert!(
+        outcomes[..4]
+            .iter()
+            .all(|o| matches!(o, Ok(ExportOutcome::Deferred { .. })))
+    );
+    let last = outcomes[4].as_ref().unwrap_err();
+    assert!(last.contains("no progress in 5 runs"), "{last}");
+    let record = h.ports.jobs.get(job).await.unwrap().unwrap();
+    assert!(
+        matches!(&record.status, JobStatus::Failed { reason } if reason.contains("no progress")),
+        "{:?}",
+        record.status
     );
 }
