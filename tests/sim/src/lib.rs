@@ -265,6 +265,24 @@ impl SimHandle {
             .collect()
     }
 
+    /// Rescores evaluation `evaluation_id` of `org_id` now, as an evaluator editing it would:
+    /// new answers, `changedDate` + 60 s, `rescore: true` (its other dates stay). Returns
+    /// false for an unknown org or id, or an evaluation without answers.
+    pub fn rescore(&self, org_id: &str, evaluation_id: &str) -> bool {
+        let Some(org) = self.org_rt(org_id) else {
+            return false;
+        };
+        let mut org = lock(org);
+        let org = &mut *org;
+        match org.data.by_id.get(evaluation_id).copied() {
+            Some(i) if org.data.evals[i].answers.is_some() => {
+                org.data.rescore(i, &mut org.mut_rng);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Stop accepting connections; in-flight requests finish. Idempotent.
     pub fn shutdown(&self) {
         let _ = lock(&self.stop).send(true);
