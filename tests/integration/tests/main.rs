@@ -7,6 +7,7 @@ mod aws;
 mod export;
 mod faults;
 mod functions;
+mod probe;
 mod resume;
 mod stores;
 mod unknowns;
