@@ -137,11 +137,7 @@ pub async fn probe(client: &GenesysClient, settings: ProbeSettings, now: Timesta
     let mut p = Probe::new(id, settings, now);
     let counted = client.counted();
     let mut findings = BTreeMap::new();
-    let sampled = p.sample(&counted).await;
-    let mut stopped = match sampled {
-        Ok(()) => None,
-        Err(stop) => Some(stop),
-    };
+    let mut stopped = p.sample(&counted).await.err();
     for u in ORDER {
         let result = match &stopped {
             Some(stop) => Err(stop.clone()),
@@ -921,7 +917,7 @@ impl Probe {
         ]);
         let n = ids.len();
         let reply = self.call(c, SEARCH, Some(&body)).await?;
-        let evidence = reply.evidence();
+        let evidence = listed(&reply);
         Ok(match &reply.result {
             Ok(v) if results(v).is_empty() => finding(
                 9,
@@ -958,7 +954,7 @@ impl Probe {
             {"type": "EXACT", "field": "evaluationId", "value": id},
         ]);
         let reply = self.call(c, SEARCH, Some(&body)).await?;
-        let evidence = reply.evidence();
+        let evidence = listed(&reply);
         Ok(match &reply.result {
             Ok(v) if results(v).is_empty() => finding(
                 10,
@@ -1066,6 +1062,26 @@ impl Probe {
             Err((400, ..)) => finding(12, Answer::B, "400 for pageSize 100".into(), evidence),
             Err((status, code, _)) => not_observed(12, format!("HTTP {status} {code}")),
         })
+    }
+}
+
+/// A search reply's evidence: how many results, and their ids and submitted dates.
+fn listed(reply: &Reply) -> Evidence {
+    match &reply.result {
+        Ok(v) => {
+            let items: Vec<String> = results(v)
+                .iter()
+                .map(|x| {
+                    format!(
+                        "{} {}",
+                        short(x["id"].as_str().unwrap_or("?")),
+                        x["submittedDate"].as_str().unwrap_or("")
+                    )
+                })
+                .collect();
+            reply.evidence_with(format!("results: {} [{}]", items.len(), items.join(", ")))
+        }
+        Err(_) => reply.evidence(),
     }
 }
 
