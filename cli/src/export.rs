@@ -1,6 +1,6 @@
 //! `scorecards export`: one process, embedded stand-ins (SQLite state, a local directory).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -92,25 +92,43 @@ fn window(args: &ExportArgs, now: Timestamp) -> anyhow::Result<Window> {
     Ok(w)
 }
 
+/// The orgs to work on: the bundled simulator's (started in-process, `--simulate
+/// --scenario NAME|FILE`; keep the handle alive while working) or an orgs file's (`--orgs`).
+/// `what` names the command in the error when neither is given.
+pub(crate) async fn org_setups(
+    simulate: bool,
+    scenario: &str,
+    orgs: Option<&Path>,
+    what: &str,
+) -> anyhow::Result<(Vec<OrgSetup>, Option<genesys_sim::SimHandle>)> {
+    if simulate {
+        let loaded = genesys_sim::Scenario::load(scenario)
+            .with_context(|| format!("--scenario {scenario}"))?;
+        let sim = genesys_sim::start(loaded).await?;
+        eprintln!("simulator: {} (scenario {scenario})", sim.base_url());
+        Ok((crate::bench::sim_orgs(&sim, true)?, Some(sim)))
+    } else if let Some(path) = orgs {
+        Ok((load_orgs(path).context("--orgs")?, None))
+    } else {
+        bail!(
+            "choose what to {what}: --simulate (the bundled simulator) or --orgs FILE (real orgs)"
+        );
+    }
+}
+
 /// Runs the export. Exit code 1 when any org failed, 3 when any org is incomplete
 /// (deferred, or held by another process), else 0.
 pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let now = clock.now();
     let window = window(&args, now)?;
-    let (orgs, _sim) = if args.simulate {
-        let scenario = genesys_sim::Scenario::load(&args.scenario)
-            .with_context(|| format!("--scenario {}", args.scenario))?;
-        let sim = genesys_sim::start(scenario).await?;
-        eprintln!("simulator: {} (scenario {})", sim.base_url(), args.scenario);
-        (crate::bench::sim_orgs(&sim, true)?, Some(sim))
-    } else if let Some(path) = &args.orgs {
-        (load_orgs(path).context("--orgs")?, None)
-    } else {
-        bail!(
-            "choose what to export: --simulate (the bundled simulator) or --orgs FILE (real orgs)"
-        );
-    };
+    let (orgs, _sim) = org_setups(
+        args.simulate,
+        &args.scenario,
+        args.orgs.as_deref(),
+        "export",
+    )
+    .await?;
 
     let store = SqliteStore::open(&args.state)?;
     let ledger = Arc::new(StoreLedger::new(store));

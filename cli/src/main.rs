@@ -3,6 +3,7 @@
 
 mod bench;
 mod export;
+mod probe;
 mod remote;
 mod report;
 
@@ -25,6 +26,8 @@ struct Cli {
 enum Command {
     /// Export every org's evaluations for a window into a local directory.
     Export(export::ExportArgs),
+    /// Tell which answer each org gives to the undocumented API behaviours (read-only).
+    Probe(probe::ProbeArgs),
     /// Compare this engine with naive strategies against the simulator.
     Bench(bench::BenchArgs),
     /// Onboard, list and remove orgs of a deployed stack.
@@ -52,11 +55,12 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    // Export and bench fail before any work on bad input (exit 2); the stack commands fail
+    // Export, probe and bench fail before any work on bad input (exit 2); the stack commands fail
     // on what AWS answers (exit 1).
     let (result, failure) = match Cli::parse().command {
         Command::Export(args) => (export::run(args).await, 2),
         Command::Bench(args) => (bench::run(args).await, 2),
+        Command::Probe(args) => (probe::run(args).await, 2),
         Command::Orgs(command) => (remote::orgs(command).await, 1),
         Command::Run(args) => (remote::run(args).await, 1),
         Command::Status { stack, job_id } => (remote::status(stack, job_id).await, 1),

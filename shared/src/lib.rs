@@ -10,6 +10,7 @@
 //!   `Retry-After`, `inin-ratelimit-*`).
 //! - [`rate`]: per-bucket pacing, AIMD and the shared `blocked_until` deadline.
 //! - [`engine`]: discovery, bulk fetch, dedupe, parts, checkpoints and the manifest.
+//! - [`probe`]: which answer an org gives to each undocumented API behaviour (read-only).
 //! - [`adapters`]: in-memory, SQLite and local-directory implementations of the ports.
 
 pub mod adapters;
@@ -22,5 +23,6 @@ pub mod handlers;
 pub mod onboarding;
 pub mod output;
 pub mod ports;
+pub mod probe;
 pub mod rate;
 pub mod runner;

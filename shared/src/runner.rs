@@ -82,19 +82,21 @@ pub struct OrgExporter {
     pub days_in_flight: usize,
 }
 
-/// Builds the admission, client and exporter of `org`; `holder` must be unique per process.
-pub fn org_exporter(
+/// Builds the admission and client of `org` (paced through `ledger` with the other holders
+/// of the org); `holder` must be unique per process.
+pub fn org_client(
     org: &OrgSetup,
     settings: &RunSettings,
-    ports: &Ports,
+    ledger: &Arc<dyn RateLedger>,
+    clock: &Arc<dyn Clock>,
     holder: &str,
-) -> Result<OrgExporter, GenesysError> {
-    let clock = Arc::clone(&ports.clock);
+) -> Result<Arc<GenesysClient>, GenesysError> {
+    let clock = Arc::clone(clock);
     let admission: Arc<dyn Admission> = match settings.strategy {
         Strategy::Engine => Arc::new(RateControl::new(
             BucketKey::for_client(&org.endpoint.org_id, &org.endpoint.client_id),
             holder,
-            Arc::clone(&ports.ledger),
+            Arc::clone(ledger),
             Arc::clone(&clock),
             RateConfig {
                 default_limit: org.limit,
@@ -104,20 +106,25 @@ pub fn org_exporter(
         Strategy::FixedDelay(delay) => Arc::new(Baseline::new(delay, Arc::clone(&clock))),
         Strategy::Unpaced => Arc::new(Baseline::new(Duration::ZERO, Arc::clone(&clock))),
     };
-    let client = Arc::new(
-        GenesysClient::new(
-            org.endpoint.clone(),
-            settings.client,
-            admission,
-            Arc::clone(&clock),
-        )?
-        .with_token_cache(Arc::clone(&org.tokens)),
-    );
+    Ok(Arc::new(
+        GenesysClient::new(org.endpoint.clone(), settings.client, admission, clock)?
+            .with_token_cache(Arc::clone(&org.tokens)),
+    ))
+}
+
+/// Builds the admission, client and exporter of `org`; `holder` must be unique per process.
+pub fn org_exporter(
+    org: &OrgSetup,
+    settings: &RunSettings,
+    ports: &Ports,
+    holder: &str,
+) -> Result<OrgExporter, GenesysError> {
+    let client = org_client(org, settings, &ports.ledger, &ports.clock, holder)?;
     let exporter = Exporter::new(
         Arc::clone(&client),
         Arc::clone(&ports.jobs),
         Arc::clone(&ports.sink),
-        clock,
+        Arc::clone(&ports.clock),
         settings.engine,
         holder,
     );

@@ -154,6 +154,7 @@ pub struct GenesysClient {
     clock: Arc<dyn Clock>,
     token: Arc<TokenCache>,
     stats: Mutex<RequestStats>,
+    last_rate: Mutex<Option<RateHeaders>>,
 }
 
 impl std::fmt::Debug for GenesysClient {
@@ -264,6 +265,7 @@ impl GenesysClient {
             clock,
             token: Arc::default(),
             stats: Mutex::new(RequestStats::default()),
+            last_rate: Mutex::new(None),
         })
     }
 
@@ -283,6 +285,11 @@ impl GenesysClient {
         let mut stats = *self.stats.lock().unwrap_or_else(|p| p.into_inner());
         stats.waited_ms = self.admission.waited_ms();
         stats
+    }
+
+    /// The `inin-ratelimit-*` headers of the last API response, if any was received.
+    pub fn last_rate_headers(&self) -> Option<RateHeaders> {
+        *self.last_rate.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Leaves the rate ledger (call once the export stops).
@@ -436,7 +443,9 @@ impl GenesysClient {
                 Ok(response) => {
                     let status = response.status();
                     attempt_status = (!status.is_success()).then_some(status.as_u16());
-                    self.admission.observe(&rate_headers(response.headers()));
+                    let headers = rate_headers(response.headers());
+                    self.admission.observe(&headers);
+                    *self.last_rate.lock().unwrap_or_else(|p| p.into_inner()) = Some(headers);
                     match status {
                         s if s.is_success() => match response.bytes().await {
                             Ok(bytes) => match serde_json::from_slice::<T>(&bytes) {

@@ -52,23 +52,7 @@ impl Harness {
     }
 
     pub fn org(&self, index: usize) -> OrgSetup {
-        let o = &self.sim.orgs()[index];
-        OrgSetup {
-            endpoint: OrgEndpoint::new(
-                o.org_id.parse::<OrgId>().unwrap(),
-                o.region.clone(),
-                &o.api_base_url,
-                &o.login_base_url,
-                o.client_id.clone(),
-                SecretString::from(o.client_secret.clone()),
-            )
-            .unwrap(),
-            limit: LearnedLimit {
-                allowed: o.token_limit.allowed,
-                window_ms: o.token_limit.window_ms,
-            },
-            tokens: Default::default(),
-        }
+        org_setup(&self.sim.orgs()[index])
     }
 
     /// One job per UTC day of the simulator's whole data period.
@@ -124,6 +108,26 @@ impl Harness {
             .into_iter()
             .filter(|d| *d >= Duration::from_millis(100))
             .collect()
+    }
+}
+
+/// A simulator org as an exportable org (its limit as the simulator enforces it).
+pub fn org_setup(o: &genesys_sim::OrgInfo) -> OrgSetup {
+    OrgSetup {
+        endpoint: OrgEndpoint::new(
+            o.org_id.parse::<OrgId>().unwrap(),
+            o.region.clone(),
+            &o.api_base_url,
+            &o.login_base_url,
+            o.client_id.clone(),
+            SecretString::from(o.client_secret.clone()),
+        )
+        .unwrap(),
+        limit: LearnedLimit {
+            allowed: o.token_limit.allowed,
+            window_ms: o.token_limit.window_ms,
+        },
+        tokens: Default::default(),
     }
 }
 

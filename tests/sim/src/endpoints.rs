@@ -391,8 +391,24 @@ fn forms_list(org: &OrgRt, params: &[(String, String)], published: bool) -> Res 
     }
 }
 
+/// `state` filters by user state (`active`, `inactive`, `deleted`, `any`); without it every
+/// user is listed, deleted ones included.
 fn users(org: &OrgRt, params: &[(String, String)]) -> Res {
-    let items: Vec<usize> = (0..org.data.users.len()).collect();
+    let keep: fn(bool) -> bool = match param(params, "state") {
+        None | Some("any") => |_| true,
+        Some("active") => |deleted| !deleted,
+        Some("deleted") => |deleted| deleted,
+        Some("inactive") => |_| false,
+        Some(v) => {
+            return Err(ApiErr::bad(
+                "state",
+                format!("state must be active, inactive, deleted or any, got {v:?}"),
+            ));
+        }
+    };
+    let items: Vec<usize> = (0..org.data.users.len())
+        .filter(|&i| keep(org.data.users[i].deleted))
+        .collect();
     simple_page("/api/v2/users", params, &items, 500, |&i| {
         org.data.render_user(&org.data.users[i])
     })

@@ -851,6 +851,9 @@ impl Scenario {
             limit: RateLimitSpec::new(100, 5_000),
             agents: 20,
             evaluators: 5,
+            // A division's worth of evaluations outside the client's reach (U8), so a
+            // sample of the newest evaluations meets some.
+            restricted_evaluations: 30,
             ..OrgSpec::new(name, region, n).pessimistic()
         };
         Scenario {

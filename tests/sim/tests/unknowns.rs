@@ -434,6 +434,41 @@ async fn u7_deleted_users_on_query() {
 }
 
 #[tokio::test]
+async fn users_state_filter_lists_deleted_users() {
+    let (_, b) = a_and_b(Unknown::U7).await;
+    let c = Client::login(&b, 0).await;
+    let ids = |v: Value| -> BTreeSet<String> {
+        v["entities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let all = ids(c.get("/api/v2/users?pageSize=500").await.json());
+    let deleted = ids(c
+        .get("/api/v2/users?state=deleted&pageSize=500")
+        .await
+        .json());
+    let active = ids(c
+        .get("/api/v2/users?state=active&pageSize=500")
+        .await
+        .json());
+    assert_eq!(deleted, b.deleted_user_ids(&c.org.org_id));
+    assert_eq!(deleted.len(), 2);
+    assert!(active.is_disjoint(&deleted));
+    assert_eq!(active.len() + deleted.len(), all.len());
+    assert_eq!(
+        ids(c.get("/api/v2/users?state=any&pageSize=500").await.json()),
+        all
+    );
+    assert!(ids(c.get("/api/v2/users?state=inactive").await.json()).is_empty());
+    let r = c.get("/api/v2/users?state=gone").await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["details"][0]["fieldName"], "state");
+}
+
+#[tokio::test]
 async fn u8_restricted_evaluations_forbidden() {
     let allowed = start(scenario_with(|o| OrgSpec {
         restricted_evaluations: 3,
