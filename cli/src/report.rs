@@ -33,7 +33,9 @@ fn status_text(status: &OrgStatus, count_mismatches: usize) -> String {
         OrgStatus::CommittedWithGaps { unavailable } => format!(
             "committed_with_gaps: {unavailable} evaluations refused by the API (listed in the manifests' unavailable; rerun to retry)"
         ),
-        OrgStatus::UpToDate => "up to date (committed earlier; --force re-exports)".into(),
+        OrgStatus::UpToDate => {
+            "up to date (verified: unchanged since committed; --force re-exports)".into()
+        }
         OrgStatus::Deferred { until } => format!("deferred until {until} (rerun to resume)"),
         OrgStatus::AlreadyRunning => "already running elsewhere".into(),
         OrgStatus::Failed { reason } => format!("failed: {reason}"),

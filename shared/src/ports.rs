@@ -148,6 +148,9 @@ pub struct Discovered {
     pub agent_id: Option<String>,
     /// `createdDate` (bounds the bulk query's `startTime`/`endTime`), if the search gave it.
     pub created_date: Option<Timestamp>,
+    /// `changedDate` as the search gave it: a refresh compares it with the committed copy.
+    #[serde(default)]
+    pub changed_date: Option<Timestamp>,
     /// Found by the `systemSubmitted=true` search (an automated evaluation).
     pub automated: bool,
 }
@@ -226,6 +229,13 @@ pub struct Checkpoint {
     /// discovery.
     #[serde(default)]
     pub stalled_runs: u32,
+    /// A refresh of a committed day: the committed run whose unchanged evaluations this
+    /// run carries over, and how many of its parts are carried over so far.
+    #[serde(default)]
+    pub carried_from: Option<RunId>,
+    /// Parts of `carried_from` carried over so far.
+    #[serde(default)]
+    pub carried_parts: usize,
 }
 
 /// Request statistics of a job (a product figure: requests per 1,000 evaluations).

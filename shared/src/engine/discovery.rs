@@ -302,6 +302,7 @@ pub(crate) fn discovered(head: &EvaluationHead, automated: bool) -> Discovered {
         evaluator_id: head.evaluator.as_ref().and_then(|e| e.id.clone()),
         agent_id: head.agent.as_ref().and_then(|a| a.id.clone()),
         created_date: head.created_date,
+        changed_date: head.changed_date,
         automated,
     }
 }

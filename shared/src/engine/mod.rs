@@ -26,7 +26,7 @@ use crate::domain::{JobSpec, RunId};
 use crate::genesys::{Counted, GenesysClient, GenesysError};
 use crate::ports::{
     Checkpoint, CommitStatus, Discovered, ExportSink, JobStatus, JobStore, JobStoreError, Lease,
-    LeaseOutcome, Manifest, PartInfo, RequestStats, StoreError, Unavailable, form_key,
+    LeaseOutcome, Manifest, PartInfo, Partition, RequestStats, StoreError, Unavailable, form_key,
 };
 use discovery::Search;
 use fetch::{GroupResult, QueryLearning, SINGLE_GROUP, fetch_group, group_of};
@@ -103,7 +103,9 @@ pub enum ExportOutcome {
     },
     /// Another exporter holds the job's lease; nothing was done.
     AlreadyRunning(Lease),
-    /// The day is already committed up to the window's end (use `force` to redo it).
+    /// The committed day was verified against the API (its searches: same ids, same
+    /// `changedDate`s, same window): nothing changed since it was committed, nothing was
+    /// committed again (use `force` to redo it anyway).
     UpToDate {
         /// The committed run.
         run_id: RunId,
@@ -200,7 +202,24 @@ fn new_checkpoint(spec: &JobSpec, now: Timestamp) -> Checkpoint {
         unavailable: Vec::new(),
         search_counts: Vec::new(),
         stalled_runs: 0,
+        carried_from: None,
+        carried_parts: 0,
     }
+}
+
+/// How a run that did not stop early ended.
+enum Finished {
+    /// A new manifest is committed.
+    Committed(Manifest),
+    /// The committed day was verified against the API: nothing changed.
+    Verified(Manifest),
+}
+
+/// The committed run of a partition, as a refresh compares it: its manifest, and the
+/// `changedDate` of every evaluation it holds.
+struct CommittedDay {
+    manifest: Manifest,
+    changed: BTreeMap<String, Option<Timestamp>>,
 }
 
 /// Runs export jobs for one org with one client, job store and sink.
@@ -268,24 +287,6 @@ impl Exporter {
         observer: &dyn ExportObserver,
     ) -> Result<ExportReport, ExportError> {
         let now = self.clock.now();
-        if !self.config.force
-            && let Some(record) = self.jobs.get(spec).await?
-            && let JobStatus::Committed {
-                run_id,
-                evaluations,
-                ..
-            } = &record.status
-            && record.spec.window.to >= spec.window.to
-        {
-            return Ok(ExportReport {
-                outcome: ExportOutcome::UpToDate {
-                    run_id: run_id.clone(),
-                    evaluations: *evaluations,
-                },
-                stats: RequestStats::default(),
-                evaluations: *evaluations,
-            });
-        }
         let lease_until = self.lease_until(now);
         let checkpoint = match self
             .jobs
@@ -338,11 +339,33 @@ impl Exporter {
         let evaluations = run.cp.parts.iter().map(|p| p.records).sum();
         let now = self.clock.now();
         match result {
-            Ok(manifest) => Ok(ExportReport {
+            Ok(Finished::Committed(manifest)) => Ok(ExportReport {
                 outcome: ExportOutcome::Committed(Box::new(manifest)),
                 stats,
                 evaluations,
             }),
+            Ok(Finished::Verified(manifest)) => {
+                self.jobs
+                    .finish(
+                        spec,
+                        &self.holder,
+                        JobStatus::Committed {
+                            run_id: manifest.run_id.clone(),
+                            evaluations: manifest.total_records,
+                            committed_at: manifest.committed_at,
+                        },
+                        now,
+                    )
+                    .await?;
+                Ok(ExportReport {
+                    outcome: ExportOutcome::UpToDate {
+                        run_id: manifest.run_id.clone(),
+                        evaluations: manifest.total_records,
+                    },
+                    stats,
+                    evaluations: manifest.total_records,
+                })
+            }
             Err(
                 e @ (ExportError::Genesys(GenesysError::Deferred { .. }) | ExportError::OutOfTime),
             ) => {
@@ -450,7 +473,7 @@ impl Exporter {
         &self,
         run: &mut Run<'_>,
         observer: &dyn ExportObserver,
-    ) -> Result<Manifest, ExportError> {
+    ) -> Result<Finished, ExportError> {
         let spec = run.spec;
         let discovered = match self.read_discovery(run).await? {
             Some(discovered) => discovered,
@@ -463,8 +486,52 @@ impl Exporter {
         observer.discovered(discovered.len() as u64);
         observer.written(run.cp.parts.iter().map(|p| p.records).sum());
 
+        // A committed day is refreshed: what is unchanged since its commit is carried over
+        // from its parts (S3 reads cost no API quota), only what changed or is new is
+        // fetched, and what is gone is dropped. Unchanged altogether: verified, no commit.
+        let committed = if self.config.force {
+            None
+        } else {
+            self.committed_day(&spec.partition()).await?
+        };
+        if run.cp.carried_from.as_ref() != committed.as_ref().map(|c| &c.manifest.run_id)
+            && (run.cp.carried_parts > 0 || run.cp.carried_from.is_some())
+        {
+            // Another commit came in since this refresh started carrying: start over.
+            return Err(ExportError::Incomplete(
+                "the day was committed again while this run refreshed it; the next run starts over"
+                    .into(),
+            ));
+        }
+        let carry: BTreeSet<String> = committed.as_ref().map_or_else(BTreeSet::new, |c| {
+            discovered
+                .iter()
+                .filter(|d| c.changed.get(&d.id).is_some_and(|t| *t == d.changed_date))
+                .map(|d| d.id.clone())
+                .collect()
+        });
+        if let Some(c) = &committed
+            && carry.len() == discovered.len()
+            && c.changed.len() == carry.len()
+            && c.manifest.unavailable.is_empty()
+            && c.manifest.window == run.cp.window
+            && c.manifest.outside_window == run.cp.outside_window
+            && run.cp.parts.is_empty()
+        {
+            if let Some(object) = &run.cp.discovery {
+                self.sink.delete(&object.key).await?;
+            }
+            return Ok(Finished::Verified(c.manifest.clone()));
+        }
+        if let Some(c) = &committed
+            && !carry.is_empty()
+        {
+            run.cp.carried_from = Some(c.manifest.run_id.clone());
+            self.carry_over(run, &c.manifest, &carry, observer).await?;
+        }
+
         let mut groups: BTreeMap<String, Vec<Discovered>> = BTreeMap::new();
-        for d in discovered {
+        for d in discovered.into_iter().filter(|d| !carry.contains(&d.id)) {
             groups.entry(group_of(&d)).or_default().push(d);
         }
         let done: BTreeSet<String> = run.cp.done_groups.iter().cloned().collect();
@@ -610,7 +677,7 @@ impl Exporter {
             }
         };
         self.jobs.finish(spec, &self.holder, status, now).await?;
-        Ok(manifest)
+        Ok(Finished::Committed(manifest))
     }
 
     /// The window's exact id set (DESIGN §6 step 1). Human evaluations are listed first: an
@@ -674,6 +741,96 @@ impl Exporter {
         run.cp.discovered = found.len() as u64 + outside;
         run.cp.outside_window = outside;
         Ok(found.into_values().collect())
+    }
+
+    /// The partition's committed run: its manifest and the `changedDate` of each evaluation
+    /// in its parts; `None` when nothing is committed in this output.
+    async fn committed_day(
+        &self,
+        partition: &Partition,
+    ) -> Result<Option<CommittedDay>, ExportError> {
+        let Some(manifest) = self.sink.manifest(partition).await? else {
+            return Ok(None);
+        };
+        let mut changed = BTreeMap::new();
+        for part in &manifest.parts {
+            for line in self.part_lines(part).await? {
+                let line = line?;
+                let head: crate::genesys::models::EvaluationHead =
+                    serde_json::from_str(line.evaluation.get()).map_err(|e| {
+                        ExportError::Incomplete(format!(
+                            "a committed line has no evaluation id: {e}"
+                        ))
+                    })?;
+                changed.insert(head.id, head.changed_date);
+            }
+        }
+        Ok(Some(CommittedDay { manifest, changed }))
+    }
+
+    /// The lines of one committed part, checked against its SHA-256.
+    async fn part_lines(
+        &self,
+        part: &PartInfo,
+    ) -> Result<Vec<Result<parts::CommittedLine, ExportError>>, ExportError> {
+        let bytes = self.sink.get(&part.key).await?.ok_or_else(|| {
+            ExportError::Incomplete(format!("{} is listed but missing", part.key))
+        })?;
+        parts::read_ndjson::<parts::CommittedLine>(&bytes, &part.sha256)
+            .map(|lines| lines.into_iter().map(Ok).collect())
+            .map_err(|e| ExportError::Incomplete(format!("{}: {e}", part.key)))
+    }
+
+    /// Writes the committed run's unchanged evaluations (`carry`) into this run's parts,
+    /// one new part per committed part, each checkpointed: a resumed run goes on with the
+    /// next committed part.
+    async fn carry_over(
+        &self,
+        run: &mut Run<'_>,
+        committed: &Manifest,
+        carry: &BTreeSet<String>,
+        observer: &dyn ExportObserver,
+    ) -> Result<(), ExportError> {
+        for (index, part_info) in committed
+            .parts
+            .iter()
+            .enumerate()
+            .skip(run.cp.carried_parts)
+        {
+            let mut part = PartBuilder::new();
+            for line in self.part_lines(part_info).await? {
+                let line = line?;
+                let head: crate::genesys::models::EvaluationHead =
+                    serde_json::from_str(line.evaluation.get()).map_err(|e| {
+                        ExportError::Incomplete(format!(
+                            "a committed line has no evaluation id: {e}"
+                        ))
+                    })?;
+                if !carry.contains(&head.id) {
+                    continue;
+                }
+                part.push(&Line {
+                    schema_version: SCHEMA_VERSION,
+                    org_id: &run.spec.org_id,
+                    region: &self.client.endpoint().region,
+                    exported_at: line.exported_at,
+                    run_id: &run.cp.run_id,
+                    window: LineWindow::new(run.cp.window, run.spec.date_field),
+                    source: &line.source,
+                    is_calibration: line.is_calibration,
+                    evaluation: &line.evaluation,
+                })?;
+                if let Some(form) = head.evaluation_form.and_then(|f| f.id)
+                    && let Err(at) = run.cp.form_ids.binary_search(&form)
+                {
+                    run.cp.form_ids.insert(at, form);
+                }
+            }
+            run.cp.carried_parts = index + 1;
+            self.write_part(run, part, &mut Vec::new(), observer)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Stores the window's discovered id set next to the run's parts and checkpoints it.

@@ -25,7 +25,7 @@ pub(crate) struct Line<'a> {
     pub run_id: &'a RunId,
     pub window: LineWindow,
     /// `human` or `auto` (found by the `systemSubmitted=true` search).
-    pub source: &'static str,
+    pub source: &'a str,
     /// The evaluation belongs to a calibration (`calibration` set); consumers may exclude it.
     pub is_calibration: bool,
     pub evaluation: &'a RawValue,
@@ -80,6 +80,16 @@ impl PartBuilder {
         let sha = hex::encode(Sha256::digest(&bytes));
         Ok((bytes, self.records, sha))
     }
+}
+
+/// The envelope fields a refresh carries over from a committed line (the rest is rewritten
+/// for the new run).
+#[derive(serde::Deserialize)]
+pub(crate) struct CommittedLine {
+    pub exported_at: Timestamp,
+    pub source: String,
+    pub is_calibration: bool,
+    pub evaluation: Box<RawValue>,
 }
 
 /// Reads a gzip NDJSON object written by [`PartBuilder`], checking its SHA-256.

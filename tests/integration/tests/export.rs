@@ -1,9 +1,12 @@
 //! The main job against a clean simulator.
 
+use std::collections::BTreeMap;
+
 use genesys_sim::Scenario;
 use jiff::ToSpan;
 use scorecards_shared::domain::{JobSpec, Window};
 use scorecards_shared::engine::{ExportOutcome, NoProgress};
+use scorecards_shared::ports::{ExportSink, JobStatus, Manifest};
 use scorecards_shared::runner::{OrgStatus, run_org};
 
 use crate::harness::{Harness, assert_same};
@@ -70,21 +73,135 @@ async fn a_window_without_evaluations_commits_an_empty_manifest() {
     assert!(h.exported(&[job]).await.is_empty());
 }
 
+/// Requests per endpoint the simulator saw for `org`.
+fn requests(h: &Harness, org: &str) -> BTreeMap<&'static str, u64> {
+    let stats = h.sim.stats();
+    let o = stats.org(org);
+    ["search", "query", "get", "form", "token"]
+        .into_iter()
+        .map(|e| (e, o.endpoint(e).requests))
+        .collect()
+}
+
+fn since(
+    after: &BTreeMap<&'static str, u64>,
+    before: &BTreeMap<&'static str, u64>,
+) -> BTreeMap<&'static str, u64> {
+    after.iter().map(|(k, v)| (*k, v - before[k])).collect()
+}
+
 #[tokio::test]
-async fn a_committed_day_is_not_exported_again() {
+async fn a_committed_day_is_verified_for_the_cost_of_its_searches_only() {
+    let h = Harness::start(Scenario::test()).await;
+    let org = h.org(0);
+    let org_id = org.endpoint.org_id.as_str().to_owned();
+    let jobs = h.jobs(&org);
+    run_org(&h.exporter(&org, "first"), &jobs, &NoProgress).await;
+    let manifests_before = manifests(&h, &jobs).await;
+    let before = requests(&h, &org_id);
+    let again = run_org(&h.exporter(&org, "second"), &jobs, &NoProgress).await;
+    assert_eq!(again.up_to_date, jobs.len());
+    assert_eq!(again.status, OrgStatus::UpToDate);
+    let spent = since(&requests(&h, &org_id), &before);
+    assert_eq!(
+        (spent["query"], spent["get"], spent["form"]),
+        (0, 0, 0),
+        "only searches: {spent:?}"
+    );
+    assert!(spent["search"] > 0);
+    assert_eq!(
+        manifests(&h, &jobs).await,
+        manifests_before,
+        "nothing committed again"
+    );
+    for job in &jobs {
+        let record = h.ports.jobs.get(job).await.unwrap().unwrap();
+        assert!(matches!(record.status, JobStatus::Committed { .. }));
+        assert!(record.lease.is_none() && record.checkpoint.is_none());
+    }
+}
+
+async fn manifests(h: &Harness, jobs: &[JobSpec]) -> Vec<Option<Manifest>> {
+    let mut out = Vec::new();
+    for job in jobs {
+        out.push(h.sink.manifest(&job.partition()).await.unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_rescored_evaluation_is_refetched_alone_and_the_rest_carried_over() {
+    let h = Harness::start(Scenario::test()).await;
+    let org = h.org(0);
+    let org_id = org.endpoint.org_id.as_str().to_owned();
+    let jobs = h.jobs(&org);
+    let job = jobs[1].clone();
+    run_org(
+        &h.exporter(&org, "first"),
+        std::slice::from_ref(&job),
+        &NoProgress,
+    )
+    .await;
+    let first = h.sink.manifest(&job.partition()).await.unwrap().unwrap();
+    let old_truth = h.truth(&org, std::slice::from_ref(&job));
+    let rescored = old_truth
+        .iter()
+        .filter(|(_, json)| json.contains("\"questionGroupScores\""))
+        .map(|(id, _)| id.clone())
+        .take(2)
+        .collect::<Vec<_>>();
+    assert_eq!(rescored.len(), 2);
+    for id in &rescored {
+        assert!(h.sim.rescore(&org_id, id));
+    }
+    let new_truth = h.truth(&org, std::slice::from_ref(&job));
+    assert_ne!(old_truth, new_truth);
+
+    let before = requests(&h, &org_id);
+    let report = h
+        .exporter(&org, "second")
+        .exporter
+        .run(&job, &NoProgress)
+        .await
+        .unwrap();
+    let ExportOutcome::Committed(second) = report.outcome else {
+        panic!("{:?}", report.outcome)
+    };
+    let spent = since(&requests(&h, &org_id), &before);
+    assert_ne!(second.run_id, first.run_id);
+    assert_eq!(second.total_records, first.total_records);
+    // Only the rescored evaluations are fetched: by their groups' bulk queries or alone.
+    assert!(
+        spent["query"] + spent["get"] <= 2 * rescored.len() as u64,
+        "fetches for {} rescored: {spent:?}",
+        rescored.len()
+    );
+    assert_same(&h.exported(std::slice::from_ref(&job)).await, &new_truth);
+    // Every line carries the new run id.
+    let committed = scorecards_shared::output::read_committed(
+        h.sink.as_ref() as &dyn ExportSink,
+        &job.partition(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(committed.evaluations.len() as u64, second.total_records);
+    for part in &second.parts {
+        assert!(part.key.contains(&format!("run={}", second.run_id)));
+    }
+}
+
+#[tokio::test]
+async fn a_day_whose_output_was_deleted_is_exported_again() {
     let h = Harness::start(Scenario::test()).await;
     let org = h.org(0);
     let jobs = h.jobs(&org);
     run_org(&h.exporter(&org, "first"), &jobs, &NoProgress).await;
-    let before = h.sim.stats().total_requests();
+    std::fs::remove_dir_all(h.sink.root().join("evaluations")).unwrap();
     let again = run_org(&h.exporter(&org, "second"), &jobs, &NoProgress).await;
-    assert_eq!(again.up_to_date, jobs.len());
-    assert_eq!(again.status, OrgStatus::UpToDate);
-    assert_eq!(
-        h.sim.stats().total_requests(),
-        before,
-        "no request for up-to-date days"
-    );
+    assert_eq!(again.committed, jobs.len());
+    assert_eq!(again.status, OrgStatus::Committed);
+    assert_same(&h.exported(&jobs).await, &h.truth(&org, &jobs));
 }
 
 #[tokio::test]
