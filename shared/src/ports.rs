@@ -206,7 +206,14 @@ pub struct Checkpoint {
     pub discovery: Option<PartInfo>,
     /// Parts written so far, in order.
     pub parts: Vec<PartInfo>,
-    /// Fetch groups (`evaluator:<id>`, `agent:<id>` or `single`) whose evaluations are all in `parts`.
+    /// Fetch groups whose evaluations are all in `parts`, by their position in the run's
+    /// list of groups (sorted by key: `agent:<id>`, `evaluator:<id>`, `single`), one bit
+    /// each: the job record stays small however many agents and evaluators a day has.
+    #[serde(default)]
+    pub groups_done: GroupSet,
+    /// Done groups by key, as checkpoints written by earlier versions list them (read
+    /// once, then kept in `groups_done`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub done_groups: Vec<String>,
     /// Evaluation form ids referenced by the written evaluations.
     pub form_ids: Vec<String>,
@@ -236,6 +243,51 @@ pub struct Checkpoint {
     /// Parts of `carried_from` carried over so far.
     #[serde(default)]
     pub carried_parts: usize,
+}
+
+/// A set of small numbers (fetch-group positions), one bit each, serialised as lowercase
+/// hex (8,000 groups take 2,000 characters).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GroupSet(Vec<u8>);
+
+impl GroupSet {
+    /// Whether `i` is in the set.
+    pub fn contains(&self, i: usize) -> bool {
+        self.0.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0)
+    }
+
+    /// Adds `i`.
+    pub fn insert(&mut self, i: usize) {
+        if self.0.len() <= i / 8 {
+            self.0.resize(i / 8 + 1, 0);
+        }
+        self.0[i / 8] |= 1 << (i % 8);
+    }
+
+    /// How many numbers the set holds.
+    pub fn len(&self) -> usize {
+        self.0.iter().map(|b| b.count_ones() as usize).sum()
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Serialize for GroupSet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for GroupSet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        hex::decode(&text)
+            .map(GroupSet)
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// Request statistics of a job (a product figure: requests per 1,000 evaluations).
@@ -674,4 +726,28 @@ pub enum CredentialError {
 pub trait CredentialSource: Send + Sync + 'static {
     /// The org's endpoint, credentials and assumed limit.
     async fn org(&self, org_id: &OrgId) -> Result<crate::config::OrgSetup, CredentialError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_set_is_one_bit_per_group_in_hex() {
+        let mut set = GroupSet::default();
+        for i in [0, 3, 7, 8, 7_999] {
+            set.insert(i);
+        }
+        assert_eq!(set.len(), 5);
+        assert!(set.contains(7_999) && set.contains(8) && !set.contains(9) && !set.contains(9_000));
+        let json = serde_json::to_string(&set).unwrap();
+        assert_eq!(
+            json.len(),
+            2 + 2 * 1_000,
+            "8,000 groups in 2,000 hex characters"
+        );
+        assert!(json.starts_with("\"8901"), "{}", &json[..8]);
+        assert_eq!(serde_json::from_str::<GroupSet>(&json).unwrap(), set);
+        assert!(serde_json::from_str::<GroupSet>("\"zz\"").is_err());
+    }
 }

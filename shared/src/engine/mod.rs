@@ -25,8 +25,9 @@ use crate::domain::Source;
 use crate::domain::{JobSpec, RunId};
 use crate::genesys::{Counted, GenesysClient, GenesysError};
 use crate::ports::{
-    Checkpoint, CommitStatus, Discovered, ExportSink, JobStatus, JobStore, JobStoreError, Lease,
-    LeaseOutcome, Manifest, PartInfo, Partition, RequestStats, StoreError, Unavailable, form_key,
+    Checkpoint, CommitStatus, Discovered, ExportSink, GroupSet, JobStatus, JobStore, JobStoreError,
+    Lease, LeaseOutcome, Manifest, PartInfo, Partition, RequestStats, StoreError, Unavailable,
+    form_key,
 };
 use discovery::Search;
 use fetch::{GroupResult, QueryLearning, SINGLE_GROUP, fetch_group, group_of};
@@ -194,6 +195,7 @@ fn new_checkpoint(spec: &JobSpec, now: Timestamp) -> Checkpoint {
         window: spec.window,
         discovery: None,
         parts: Vec::new(),
+        groups_done: GroupSet::default(),
         done_groups: Vec::new(),
         form_ids: Vec::new(),
         stats: RequestStats::default(),
@@ -534,8 +536,20 @@ impl Exporter {
         for d in discovered.into_iter().filter(|d| !carry.contains(&d.id)) {
             groups.entry(group_of(&d)).or_default().push(d);
         }
-        let done: BTreeSet<String> = run.cp.done_groups.iter().cloned().collect();
-        groups.retain(|g, _| !done.contains(g));
+        // Groups are numbered by their position in key order (the same for every run of
+        // this checkpoint: discovery and the carried set are fixed).
+        for (i, key) in groups.keys().enumerate() {
+            if run.cp.done_groups.contains(key) {
+                run.cp.groups_done.insert(i);
+            }
+        }
+        run.cp.done_groups.clear();
+        let groups: Vec<(usize, String, Vec<Discovered>)> = groups
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| !run.cp.groups_done.contains(*i))
+            .map(|(i, (key, members))| (i, key, members))
+            .collect();
 
         let in_flight = self.config.in_flight;
         // Evaluator groups are paged one request at a time each, so several run at once;
@@ -543,13 +557,13 @@ impl Exporter {
         let calls = run.calls.clone();
         let query = &self.query;
         let mut results = futures::stream::iter(groups)
-            .map(|(group, members)| {
+            .map(|(index, group, members)| {
                 let calls = &calls;
                 async move {
                     let per_group = if group == SINGLE_GROUP { in_flight } else { 1 };
                     fetch_group(calls, &group, &members, query, per_group)
                         .await
-                        .map(|fetched| (group, members.len(), fetched))
+                        .map(|fetched| (index, group, members.len(), fetched))
                 }
             })
             .buffer_unordered(in_flight.max(1));
@@ -557,10 +571,10 @@ impl Exporter {
         // Each group's evaluations go straight into the gzip part being built; a part ends
         // at the first group boundary past `part_records`.
         let mut part = PartBuilder::new();
-        let mut part_groups: Vec<String> = Vec::new();
+        let mut part_groups: Vec<usize> = Vec::new();
         let mut stopped = None;
         while let Some(result) = results.next().await {
-            let (group, members, fetched) = match result {
+            let (index, group, members, fetched) = match result {
                 Ok(done) => done,
                 Err(e) => {
                     stopped = Some(ExportError::from(e));
@@ -568,7 +582,7 @@ impl Exporter {
                 }
             };
             self.push_group(run, &mut part, &group, members, fetched)?;
-            part_groups.push(group);
+            part_groups.push(index);
             if part.records() >= self.config.part_records as u64 {
                 let full = std::mem::replace(&mut part, PartBuilder::new());
                 self.write_part(run, full, &mut part_groups, observer)
@@ -934,7 +948,7 @@ impl Exporter {
         &self,
         run: &mut Run<'_>,
         part: PartBuilder,
-        groups: &mut Vec<String>,
+        groups: &mut Vec<usize>,
         observer: &dyn ExportObserver,
     ) -> Result<(), ExportError> {
         if part.records() > 0 {
@@ -953,7 +967,9 @@ impl Exporter {
             });
             observer.written(records);
         }
-        run.cp.done_groups.append(groups);
+        for index in groups.drain(..) {
+            run.cp.groups_done.insert(index);
+        }
         run.cp.unavailable.append(&mut run.staged_unavailable);
         run.cp.outside_window += std::mem::take(&mut run.staged_outside);
         self.save(run).await

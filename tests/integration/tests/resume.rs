@@ -71,7 +71,7 @@ async fn a_killed_run_resumes_without_refetching_written_parts() {
         .clone()
         .expect("discovery checkpointed");
     assert!(h.sink.root().join(&discovery.key).exists());
-    assert!(!checkpoint.done_groups.is_empty());
+    assert!(!checkpoint.groups_done.is_empty());
 
     // The killed run's lease runs out; a new run takes over.
     h.clock.advance(Duration::from_secs(181));

@@ -777,7 +777,11 @@ async fn pessimistic_settings_and_builtin() {
     let sim = start(sc).await.unwrap();
     let org = sim.orgs()[1].clone();
     assert_eq!(sim.switches(&org.org_id), Some(Switches::pessimistic()));
-    assert_eq!(sim.restricted_ids(&org.org_id).len(), 3);
+    assert_eq!(
+        sim.restricted_ids(&org.org_id).len(),
+        sim.scenario().orgs[1].restricted_evaluations
+    );
+    assert_eq!(sim.scenario().orgs[1].restricted_evaluations, 30);
     assert_eq!(sim.switches("nope"), None);
 }
 
