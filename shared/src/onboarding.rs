@@ -100,7 +100,7 @@ pub async fn dispatch_status<S: ConditionalStore>(
         return Ok(None);
     };
     let mut out = Vec::new();
-    for spec in record.jobs {
+    for spec in record.jobs() {
         let job = ledger.get(&spec).await?;
         out.push((spec, job));
     }

@@ -464,6 +464,40 @@ pub trait JobStore: Send + Sync + 'static {
     ) -> Result<(), JobStoreError>;
     /// Reads a job.
     async fn get(&self, spec: &JobSpec) -> Result<Option<JobRecord>, StoreError>;
+
+    /// Adds `days` to the org's pending set (`work#<org>`, one conditional write); a day
+    /// already pending is replaced (its attempts reset). Errors when the set would hold
+    /// more than [`MAX_PENDING_DAYS`].
+    async fn add_pending(&self, org_id: &OrgId, days: &[PendingDay]) -> Result<(), StoreError>;
+    /// Takes the org's lease for `holder` until `until` and returns its pending days,
+    /// oldest first; `None` when another holder's lease is unexpired at `now` (its chain
+    /// will see the days).
+    async fn take_org(
+        &self,
+        org_id: &OrgId,
+        holder: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<Option<Vec<PendingDay>>, JobStoreError>;
+    /// The org's pending days, oldest first.
+    async fn pending(&self, org_id: &OrgId) -> Result<Vec<PendingDay>, StoreError>;
+    /// Records what became of a pending day, only while `holder` holds the org's lease. A
+    /// day a newer dispatch asked for again while it ran stays pending.
+    async fn settle(
+        &self,
+        org_id: &OrgId,
+        holder: &str,
+        day: &PendingDay,
+        settled: Settled,
+    ) -> Result<(), JobStoreError>;
+    /// Releases the org's lease and returns when its chain should go on: `None` when
+    /// nothing is pending, else the earliest `not_before` (or `now` for a due day).
+    async fn release_org(
+        &self,
+        org_id: &OrgId,
+        holder: &str,
+        now: Timestamp,
+    ) -> Result<Option<Timestamp>, StoreError>;
 }
 
 /// `_manifest.json`: the commit point of a partition (DESIGN §7). A consumer reads only the
@@ -678,20 +712,21 @@ pub trait ExportSink: Send + Sync + 'static {
     }
 }
 
-/// One export job on the queue: the SQS message body (JSON).
+/// One org's work message on the queue: the SQS message body (JSON). An export invocation
+/// works through the org's pending days (see [`JobStore::take_org`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobMessage {
-    /// The org × day × date field to export.
-    pub job: JobSpec,
-    /// The dispatch request that created it (`job_id` of the dispatch response).
+    /// The org whose pending days to export.
+    pub org_id: OrgId,
+    /// The dispatch request that sent it (`job_id` of the dispatch response).
     pub request_id: String,
-    /// How many continuations led here (0 for the first message).
+    /// How many continuations led here (0 for a dispatch's message).
     #[serde(default)]
     pub hop: u32,
 }
 
-/// Sends export jobs (SQS on AWS). `delay` is capped at 900 s (the SQS maximum); a longer
-/// deferral hops again when it arrives.
+/// Sends org work messages (SQS on AWS). `delay` is capped at 900 s (the SQS maximum); a
+/// longer wait hops again when it arrives.
 #[async_trait]
 pub trait JobQueue: Send + Sync + 'static {
     /// Enqueues `message`, visible after `delay`.
@@ -700,7 +735,60 @@ pub trait JobQueue: Send + Sync + 'static {
         message: &JobMessage,
         delay: std::time::Duration,
     ) -> Result<(), StoreError>;
+    /// Enqueues several messages (SQS `SendMessageBatch`, 10 per call); all or an error.
+    async fn send_batch(
+        &self,
+        messages: &[(JobMessage, std::time::Duration)],
+    ) -> Result<(), StoreError> {
+        for (message, delay) in messages {
+            self.send(message, *delay).await?;
+        }
+        Ok(())
+    }
 }
+
+/// One day waiting to be exported for an org (an entry of the org's work item).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingDay {
+    /// The job.
+    pub spec: JobSpec,
+    /// The dispatch that asked for it last.
+    pub request_id: String,
+    /// Failed runs so far (retryable failures).
+    #[serde(default)]
+    pub attempts: u32,
+    /// Not before this time, UTC (a retry's backoff).
+    #[serde(default)]
+    pub not_before: Option<Timestamp>,
+}
+
+impl PendingDay {
+    /// Its key in the org's pending set: `<dateField>#<source>#<YYYY-MM-DD>`.
+    pub fn key(&self) -> String {
+        format!(
+            "{}#{}#{}",
+            self.spec.date_field, self.spec.source, self.spec.day
+        )
+    }
+}
+
+/// What became of a pending day after a run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Settled {
+    /// Committed, up to date, or failed for good (its job record says why): off the set.
+    Done,
+    /// Try again, not before `not_before`, with this many failed attempts.
+    Retry {
+        /// Earliest next try, UTC.
+        not_before: Timestamp,
+        /// Failed attempts so far.
+        attempts: u32,
+    },
+}
+
+/// Most days an org may have pending at once (keeps its work item far below DynamoDB's
+/// 400 KB item limit).
+pub const MAX_PENDING_DAYS: usize = 1_000;
 
 /// A credential problem for one org: names the org and what to fix. Never holds the secret.
 #[derive(Debug, thiserror::Error)]
@@ -726,6 +814,9 @@ pub enum CredentialError {
 pub trait CredentialSource: Send + Sync + 'static {
     /// The org's endpoint, credentials and assumed limit.
     async fn org(&self, org_id: &OrgId) -> Result<crate::config::OrgSetup, CredentialError>;
+    /// Drops what is cached for the org (its credentials were refused: the secret may have
+    /// been rotated), so the next [`Self::org`] reads it again.
+    async fn forget(&self, _org_id: &OrgId) {}
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! `dispatch`: EventBridge Scheduler or the partner backend → one SQS message per
-//! org × UTC day. Logic: `scorecards_shared::handlers::dispatch`.
+//! `dispatch`: EventBridge Scheduler or the partner backend → the days added to each org's
+//! pending set and one SQS message per org. Logic: `scorecards_shared::handlers::dispatch`.
 
 use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
 use scorecards_shared::handlers::{aws_env, dispatch};
@@ -16,6 +16,7 @@ async fn main() -> Result<(), Error> {
                 .map_err(|e| Diagnostic {
                     error_type: match e {
                         dispatch::DispatchError::BadRequest(_) => "BadRequest",
+                        dispatch::DispatchError::Conflict(_) => "Conflict",
                         dispatch::DispatchError::Store(_) => "Retryable",
                     }
                     .into(),

@@ -1,5 +1,5 @@
-//! `export`: an SQS event (batch size 1, partial batch failures) → one export job per
-//! message. Logic: `scorecards_shared::handlers::export`.
+//! `export`: an SQS event (batch size 1, partial batch failures) of org messages → the
+//! org's pending days exported. Logic: `scorecards_shared::handlers::export`.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent, service_fn};

@@ -6,7 +6,8 @@
 //! Items (JSON):
 //! - `bucket#<org>#<client id>`: `{"blocked_until": ts|null, "limit": {"allowed", "window_ms"}|null,
 //!   "holders": {"<holder>": lease_until_ts}}`
-//! - `job#<org>#<dateField>#<YYYY-MM-DD>`: a [`JobRecord`].
+//! - `job#<org>#<dateField>#<source>#<YYYY-MM-DD>`: a [`JobRecord`].
+//! - `work#<org>`: the org's lease (one export chain per org) and its pending days.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,10 +16,11 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use crate::domain::JobSpec;
+use crate::domain::{JobSpec, OrgId};
 use crate::ports::{
     BucketKey, BucketState, Checkpoint, ConditionalStore, JobRecord, JobStatus, JobStore,
-    JobStoreError, LearnedLimit, Lease, LeaseOutcome, RateLedger, StoreError,
+    JobStoreError, LearnedLimit, Lease, LeaseOutcome, MAX_PENDING_DAYS, PendingDay, RateLedger,
+    Settled, StoreError,
 };
 
 /// How long items may be kept after their last write before the backend cleans them up:
@@ -314,9 +316,149 @@ impl<S: ConditionalStore> JobStore for StoreLedger<S> {
             })
             .transpose()
     }
+
+    async fn add_pending(&self, org_id: &OrgId, days: &[PendingDay]) -> Result<(), StoreError> {
+        self.update(&work_key(org_id), |item: Option<WorkItem>| {
+            let mut item = item.unwrap_or_default();
+            for day in days {
+                item.pending.insert(day.key(), day.clone());
+            }
+            if item.pending.len() > MAX_PENDING_DAYS {
+                return Err(StoreError::new(
+                    "ledger",
+                    format!(
+                        "org {org_id} would have {} days pending (at most {MAX_PENDING_DAYS}): wait for its exports, or ask for fewer days",
+                        item.pending.len()
+                    ),
+                ));
+            }
+            Ok((item, ()))
+        })
+        .await
+    }
+
+    async fn take_org(
+        &self,
+        org_id: &OrgId,
+        holder: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<Option<Vec<PendingDay>>, JobStoreError> {
+        let taken = self
+            .update(&work_key(org_id), |item: Option<WorkItem>| {
+                let mut item = item.unwrap_or_default();
+                if item
+                    .lease
+                    .as_ref()
+                    .is_some_and(|l| l.holder != holder && l.until > now)
+                {
+                    return Err(Acquire::Held(item.lease.clone().expect("checked")));
+                }
+                item.lease = Some(Lease {
+                    holder: holder.to_owned(),
+                    until,
+                });
+                let pending = item.oldest_first();
+                Ok((item, pending))
+            })
+            .await;
+        match taken {
+            Ok(pending) => Ok(Some(pending)),
+            Err(Acquire::Held(_)) => Ok(None),
+            Err(Acquire::Store(e)) => Err(e.into()),
+        }
+    }
+
+    async fn pending(&self, org_id: &OrgId) -> Result<Vec<PendingDay>, StoreError> {
+        match self.store.get(&work_key(org_id)).await? {
+            None => Ok(Vec::new()),
+            Some(v) => serde_json::from_str::<WorkItem>(&v.value)
+                .map(|w| w.oldest_first())
+                .map_err(|e| StoreError::new("ledger", format!("work#{org_id} is malformed: {e}"))),
+        }
+    }
+
+    async fn settle(
+        &self,
+        org_id: &OrgId,
+        holder: &str,
+        day: &PendingDay,
+        settled: Settled,
+    ) -> Result<(), JobStoreError> {
+        let key = work_key(org_id);
+        self.update(&key, |item: Option<WorkItem>| {
+            let mut item = item.unwrap_or_default();
+            if item.lease.as_ref().is_none_or(|l| l.holder != holder) {
+                return Err(JobStoreError::LeaseLost { job: key.clone() });
+            }
+            let k = day.key();
+            // Asked for again while it ran: the newer request stays pending as it is.
+            let same = item.pending.get(&k).is_some_and(|p| {
+                p.request_id == day.request_id && p.spec.window == day.spec.window
+            });
+            if same {
+                match &settled {
+                    Settled::Done => {
+                        item.pending.remove(&k);
+                    }
+                    Settled::Retry {
+                        not_before,
+                        attempts,
+                    } => {
+                        if let Some(p) = item.pending.get_mut(&k) {
+                            p.not_before = Some(*not_before);
+                            p.attempts = *attempts;
+                        }
+                    }
+                }
+            }
+            Ok((item, ()))
+        })
+        .await
+    }
+
+    async fn release_org(
+        &self,
+        org_id: &OrgId,
+        holder: &str,
+        now: Timestamp,
+    ) -> Result<Option<Timestamp>, StoreError> {
+        self.update(&work_key(org_id), |item: Option<WorkItem>| {
+            let mut item = item.unwrap_or_default();
+            if item.lease.as_ref().is_some_and(|l| l.holder == holder) {
+                item.lease = None;
+            }
+            let next = item
+                .pending
+                .values()
+                .map(|p| p.not_before.map_or(now, |t| t.max(now)))
+                .min();
+            Ok::<_, StoreError>((item, next))
+        })
+        .await
+    }
 }
 
 /// The orgs registry item: `registry#orgs` = `{"org_ids": [...]}` (sorted).
+/// The org's work item: its export chain's lease and its pending days.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct WorkItem {
+    lease: Option<Lease>,
+    pending: BTreeMap<String, PendingDay>,
+}
+
+impl WorkItem {
+    fn oldest_first(&self) -> Vec<PendingDay> {
+        let mut days: Vec<PendingDay> = self.pending.values().cloned().collect();
+        days.sort_by_key(|a| (a.spec.day, a.key()));
+        days
+    }
+}
+
+fn work_key(org_id: &OrgId) -> String {
+    format!("work#{org_id}")
+}
+
 const REGISTRY_KEY: &str = "registry#orgs";
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -327,10 +469,17 @@ struct Registry {
 impl<S: ConditionalStore> StoreLedger<S> {
     /// Adds an org to the registry (idempotent).
     pub async fn register_org(&self, org_id: &crate::domain::OrgId) -> Result<(), StoreError> {
+        self.register_orgs(std::slice::from_ref(org_id)).await
+    }
+
+    /// Adds orgs to the registry in one conditional write (idempotent).
+    pub async fn register_orgs(&self, org_ids: &[crate::domain::OrgId]) -> Result<(), StoreError> {
         self.update(REGISTRY_KEY, |r: Option<Registry>| {
             let mut r = r.unwrap_or_default();
-            if let Err(at) = r.org_ids.binary_search(org_id) {
-                r.org_ids.insert(at, org_id.clone());
+            for org_id in org_ids {
+                if let Err(at) = r.org_ids.binary_search(org_id) {
+                    r.org_ids.insert(at, org_id.clone());
+                }
             }
             Ok::<_, StoreError>((r, ()))
         })

@@ -2,12 +2,15 @@
 //! (e.g. `scorecards/orgs/<org id>`), its `SecretString` JSON:
 //! `{"region": "eu_west_2", "client_id": "…", "client_secret": "…"}`, optionally
 //! `api_base_url`, `login_base_url`, `rate_limit`, `rate_window_secs` (as in `orgs.toml`).
-//! Read once per invocation and cached; the secret is never logged.
+//! Cached for 5 minutes (a rotated secret is read within that time, or at once after the
+//! org's credentials are refused); the secret is never logged.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::Client;
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
@@ -15,12 +18,16 @@ use crate::config::{OrgEntry, OrgSetup};
 use crate::domain::OrgId;
 use crate::ports::{CredentialError, CredentialSource, StoreError};
 
+/// How long a secret read is reused.
+pub const SECRET_TTL: Duration = Duration::from_secs(300);
+
 /// Org secrets under one name prefix.
 #[derive(Debug)]
 pub struct SecretsManagerCredentials {
     client: Client,
     prefix: String,
-    cache: Mutex<HashMap<OrgId, OrgSetup>>,
+    ttl: Duration,
+    cache: Mutex<HashMap<OrgId, (OrgSetup, Instant)>>,
 }
 
 #[derive(Deserialize)]
@@ -46,8 +53,15 @@ impl SecretsManagerCredentials {
         Self {
             client,
             prefix: prefix.into(),
+            ttl: SECRET_TTL,
             cache: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Reuses a read secret for `ttl` instead of [`SECRET_TTL`].
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
     }
 }
 
@@ -87,7 +101,10 @@ pub fn parse_org_secret(org_id: &OrgId, json: &str) -> Result<OrgSetup, Credenti
 #[async_trait]
 impl CredentialSource for SecretsManagerCredentials {
     async fn org(&self, org_id: &OrgId) -> Result<OrgSetup, CredentialError> {
-        if let Some(setup) = self.cache.lock().await.get(org_id) {
+        let cached = self.cache.lock().await.get(org_id).cloned();
+        if let Some((setup, read_at)) = &cached
+            && read_at.elapsed() < self.ttl
+        {
             return Ok(setup.clone());
         }
         let name = format!("{}{org_id}", self.prefix);
@@ -112,12 +129,24 @@ impl CredentialSource for SecretsManagerCredentials {
                 org: org_id.clone(),
                 problem: "the secret has no SecretString".into(),
             })?;
-        let setup = parse_org_secret(org_id, json)?;
+        let mut setup = parse_org_secret(org_id, json)?;
+        // The same client credentials keep their access token.
+        if let Some((old, _)) = cached
+            && old.endpoint.client_id == setup.endpoint.client_id
+            && old.endpoint.client_secret.expose_secret()
+                == setup.endpoint.client_secret.expose_secret()
+        {
+            setup.tokens = old.tokens;
+        }
         self.cache
             .lock()
             .await
-            .insert(org_id.clone(), setup.clone());
+            .insert(org_id.clone(), (setup.clone(), Instant::now()));
         Ok(setup)
+    }
+
+    async fn forget(&self, org_id: &OrgId) {
+        self.cache.lock().await.remove(org_id);
     }
 }
 

@@ -1,4 +1,5 @@
-//! An SQS [`JobQueue`]: one message per job, body = [`JobMessage`] JSON, `DelaySeconds` ≤ 900.
+//! An SQS [`JobQueue`]: one message per org, body = [`JobMessage`] JSON, `DelaySeconds` ≤ 900;
+//! several at once with `SendMessageBatch` (10 per call).
 
 use std::time::Duration;
 
@@ -39,6 +40,44 @@ impl JobQueue for SqsQueue {
             .send()
             .await
             .map_err(|e| StoreError::new("sqs", crate::adapters::aws_message(&e)))?;
+        Ok(())
+    }
+
+    async fn send_batch(&self, messages: &[(JobMessage, Duration)]) -> Result<(), StoreError> {
+        for chunk in messages.chunks(10) {
+            let mut entries = Vec::with_capacity(chunk.len());
+            for (i, (message, delay)) in chunk.iter().enumerate() {
+                let body = serde_json::to_string(message).map_err(|e| StoreError::new("sqs", e))?;
+                entries.push(
+                    aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(body)
+                        .delay_seconds(delay.min(&MAX_DELAY).as_secs() as i32)
+                        .build()
+                        .map_err(|e| StoreError::new("sqs", e))?,
+                );
+            }
+            let out = self
+                .client
+                .send_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| StoreError::new("sqs", crate::adapters::aws_message(&e)))?;
+            if let Some(failed) = out.failed().first() {
+                return Err(StoreError::new(
+                    "sqs",
+                    format!(
+                        "{} of {} messages not sent; first: {} {}",
+                        out.failed().len(),
+                        chunk.len(),
+                        failed.code(),
+                        failed.message().unwrap_or_default()
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 }

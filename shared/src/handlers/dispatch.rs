@@ -1,5 +1,6 @@
-//! The `dispatch` function: a schedule or an on-demand request → one queue message per
-//! org × UTC day, staggered. It never calls Genesys.
+//! The `dispatch` function: a schedule or an on-demand request → the requested UTC days
+//! added to each org's pending set (one conditional write per org) and one queue message
+//! per org (`SendMessageBatch`, staggered). It never calls Genesys.
 //!
 //! Input (JSON), either
 //! - from EventBridge Scheduler: `{"schedule": {"window": "yesterday", "lookback_days": 2}}`
@@ -9,8 +10,9 @@
 //!   "idempotency_key": "…"}`.
 //!
 //! Both accept `date_field` (default `submittedDate`) and `source` (default `both`).
-//! Response: `{"job_id", "jobs_enqueued", "orgs"}`; the same idempotency key again returns
-//! the first response and enqueues nothing.
+//! Response: `{"job_id", "orgs", "days"}`; the same idempotency key with the same request
+//! again returns the first response and enqueues nothing; with another request it is
+//! refused (`Conflict`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +25,7 @@ use crate::clock::Clock;
 use crate::domain::{
     DateField, InvalidValue, JobSpec, OrgId, Source, Window, named_window, parse_instant,
 };
-use crate::ports::{ConditionalStore, JobMessage, JobQueue, StoreError};
+use crate::ports::{ConditionalStore, JobMessage, JobQueue, JobStore, PendingDay, StoreError};
 
 /// A dispatch request (see the module docs).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -66,36 +68,73 @@ pub struct ScheduleSpec {
 /// The dispatch response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DispatchResponse {
-    /// Identifies this dispatch (in every job message's `request_id`).
+    /// Identifies this dispatch (in every message's `request_id`; `scorecards status`).
     pub job_id: String,
-    /// Messages sent.
-    pub jobs_enqueued: usize,
-    /// Orgs covered.
+    /// Orgs covered (one message each).
     pub orgs: Vec<OrgId>,
+    /// UTC days added to each org's pending set.
+    pub days: usize,
 }
 
-/// What a dispatch sent, kept under `dispatch#<job_id>` for `scorecards status`.
+/// What a dispatch asked for, kept under `dispatch#<job_id>` for `scorecards status`: its
+/// size does not grow with the days (at most `max_orgs` org ids).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DispatchRecord {
-    /// Every job enqueued, in order.
-    pub jobs: Vec<JobSpec>,
+    /// The orgs.
+    pub orgs: Vec<OrgId>,
+    /// The window, cut into UTC days as of `created_at`.
+    pub window: Window,
+    /// When the dispatch ran, UTC.
+    pub created_at: jiff::Timestamp,
+    /// Date field.
+    pub date_field: DateField,
+    /// Source selection.
+    pub source: Source,
+}
+
+impl DispatchRecord {
+    /// Every job of the dispatch: each org × each UTC day of the window.
+    pub fn jobs(&self) -> Vec<JobSpec> {
+        let days = self.window.utc_days(self.created_at);
+        self.orgs
+            .iter()
+            .flat_map(|org_id| {
+                days.iter().map(move |(day, window)| JobSpec {
+                    org_id: org_id.clone(),
+                    day: *day,
+                    window: *window,
+                    date_field: self.date_field,
+                    source: self.source,
+                })
+            })
+            .collect()
+    }
+}
+
+/// What an idempotency key remembers: the response, and the request it answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Remembered {
+    /// SHA-256 of the request as received (canonical JSON).
+    request: String,
+    response: DispatchResponse,
 }
 
 /// Limits on requests.
 #[derive(Debug, Clone, Copy)]
 pub struct DispatchLimits {
-    /// Most orgs in one on-demand request. Default 500.
+    /// Most orgs in one on-demand request. Default 1,000.
     pub max_orgs: usize,
     /// Longest on-demand window, days. Default 92 (the search's 3-month range).
     pub max_span_days: i64,
-    /// Delay added per message so jobs do not all start at once. Default 200 ms.
+    /// Delay added per message so orgs do not all start at once. Default 200 ms (a
+    /// message is delayed at most 900 s).
     pub stagger: Duration,
 }
 
 impl Default for DispatchLimits {
     fn default() -> Self {
         Self {
-            max_orgs: 500,
+            max_orgs: 1_000,
             max_span_days: 92,
             stagger: Duration::from_millis(200),
         }
@@ -108,6 +147,12 @@ pub enum DispatchError {
     /// The request is invalid: the field and the fix.
     #[error("bad request: {0}")]
     BadRequest(#[from] InvalidValue),
+    /// The idempotency key was used for another request (HTTP 409 in spirit): nothing
+    /// enqueued.
+    #[error(
+        "conflict: idempotency_key {0:?} was already used for a different request; use a new key"
+    )]
+    Conflict(String),
     /// The registry, idempotency records or the queue failed (retryable).
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -134,19 +179,38 @@ pub async fn dispatch_json<S: ConditionalStore>(
     env: &DispatchEnv<S>,
     payload: serde_json::Value,
 ) -> Result<DispatchResponse, DispatchError> {
+    let fingerprint = {
+        use sha2::{Digest, Sha256};
+        let mut canonical = payload.clone();
+        if let Some(o) = canonical.as_object_mut() {
+            o.remove("idempotency_key");
+        }
+        hex::encode(Sha256::digest(canonical.to_string()))
+    };
     let request: DispatchRequest = serde_json::from_value(payload).map_err(|e| {
         bad(
             "request",
             format!("{e}; expected schedule, or orgs/from/to/idempotency_key"),
         )
     })?;
-    dispatch(env, request).await
+    dispatch(env, request, &fingerprint).await
 }
 
-/// Validates a request, enqueues its jobs and returns the response.
+/// Idempotency keys: 1–128 characters of `A-Z a-z 0-9 . _ : -`.
+fn valid_key(key: &str) -> bool {
+    (1..=128).contains(&key.len())
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'))
+}
+
+/// Validates a request, adds its days to each org's pending set, sends one message per org
+/// and returns the response. `fingerprint` identifies the request's content for its
+/// idempotency key.
 pub async fn dispatch<S: ConditionalStore>(
     env: &DispatchEnv<S>,
     request: DispatchRequest,
+    fingerprint: &str,
 ) -> Result<DispatchResponse, DispatchError> {
     let now = env.clock.now();
     let date_field: DateField = request
@@ -177,11 +241,11 @@ pub async fn dispatch<S: ConditionalStore>(
             let key = request
                 .idempotency_key
                 .clone()
-                .filter(|k| (1..=128).contains(&k.len()))
+                .filter(|k| valid_key(k))
                 .ok_or_else(|| {
                     bad(
                         "idempotency_key",
-                        "required for on-demand requests, 1-128 characters",
+                        "required for on-demand requests: 1-128 characters of A-Z a-z 0-9 . _ : -",
                     )
                 })?;
             if orgs.is_empty() || orgs.len() > env.limits.max_orgs {
@@ -229,49 +293,84 @@ pub async fn dispatch<S: ConditionalStore>(
     let days = window.utc_days(now);
     let response = DispatchResponse {
         job_id: job_id.clone(),
-        jobs_enqueued: orgs.len() * days.len(),
         orgs: orgs.clone(),
+        days: days.len(),
     };
     if let Some(key) = &key
-        && let Some(earlier) = env.ledger.recall(key).await?
+        && let Some(earlier) = env.ledger.recall::<Remembered>(key).await?
     {
-        return Ok(earlier);
+        return if earlier.request == fingerprint {
+            Ok(earlier.response)
+        } else {
+            Err(DispatchError::Conflict(key.clone()))
+        };
     }
-    let jobs: Vec<JobSpec> = orgs
-        .iter()
-        .flat_map(|org_id| {
-            days.iter().map(move |(day, w)| JobSpec {
-                org_id: org_id.clone(),
-                day: *day,
-                window: *w,
-                date_field,
-                source,
-            })
-        })
-        .collect();
     env.ledger
         .remember(
             &format!("dispatch#{job_id}"),
-            &DispatchRecord { jobs: jobs.clone() },
+            &DispatchRecord {
+                orgs: orgs.clone(),
+                window,
+                created_at: now,
+                date_field,
+                source,
+            },
         )
         .await?;
-    for (n, job) in jobs.into_iter().enumerate() {
-        let message = JobMessage {
-            job,
-            request_id: job_id.clone(),
-            hop: 0,
-        };
-        env.queue
-            .send(&message, env.limits.stagger * n as u32)
-            .await?;
+    // One conditional write per org, whatever the number of days.
+    for org_id in &orgs {
+        let pending: Vec<PendingDay> = days
+            .iter()
+            .map(|(day, w)| PendingDay {
+                spec: JobSpec {
+                    org_id: org_id.clone(),
+                    day: *day,
+                    window: *w,
+                    date_field,
+                    source,
+                },
+                request_id: job_id.clone(),
+                attempts: 0,
+                not_before: None,
+            })
+            .collect();
+        env.ledger.add_pending(org_id, &pending).await?;
     }
+    let messages: Vec<(JobMessage, Duration)> = orgs
+        .iter()
+        .enumerate()
+        .map(|(n, org_id)| {
+            (
+                JobMessage {
+                    org_id: org_id.clone(),
+                    request_id: job_id.clone(),
+                    hop: 0,
+                },
+                env.limits.stagger * n as u32,
+            )
+        })
+        .collect();
+    env.queue.send_batch(&messages).await?;
     // Recorded only once everything is enqueued, so a failed dispatch can be retried with
-    // the same key. Two identical requests at once both enqueue; job leases and committed
-    // days make the duplicates do nothing.
+    // the same key. Two identical requests at once both enqueue; pending days are a set and
+    // an org's chain is one, so the duplicates do nothing.
     if let Some(key) = key
-        && let Some(earlier) = env.ledger.remember(&key, &response).await?
+        && let Some(earlier) = env
+            .ledger
+            .remember(
+                &key,
+                &Remembered {
+                    request: fingerprint.to_owned(),
+                    response: response.clone(),
+                },
+            )
+            .await?
     {
-        return Ok(earlier);
+        return if earlier.request == fingerprint {
+            Ok(earlier.response)
+        } else {
+            Err(DispatchError::Conflict(key))
+        };
     }
     Ok(response)
 }

@@ -1,8 +1,11 @@
-//! The `export` function: an SQS event (batch size 1) → run each job with the AWS ports;
-//! a deferred job (long `Retry-After`, or the invocation running out of time) is continued
-//! by a new message delayed until the deadline (≤ 900 s per hop). Failed messages are
-//! reported as partial batch failures so SQS redelivers them (and, past `maxReceiveCount`,
-//! moves them to the dead-letter queue).
+//! The `export` function: an SQS event (batch size 1) of org messages → each org's pending
+//! days exported under the org's lease (one chain per org: a message for an org whose chain
+//! is active leaves at once). When days remain (a long `Retry-After`, the invocation's end,
+//! a retry's backoff), one continuation for the org is sent, delayed until they are due
+//! (≤ 900 s per hop). A day that fails for good (refused credentials, a 4xx, no progress,
+//! or 5 failed runs) is recorded as failed and taken off the pending set; the message is
+//! done. Only store and queue failures are reported as partial batch failures, so SQS
+//! redelivers those (and, past `maxReceiveCount`, moves them to the dead-letter queue).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,11 +15,12 @@ use jiff::Timestamp;
 
 use crate::adapters::sqs::MAX_DELAY;
 use crate::clock::{self, Clock};
+use crate::domain::{JobSpec, OrgId};
 use crate::engine::{ExportError, ExportOutcome, NoProgress};
 use crate::genesys::GenesysError;
 use crate::ports::{
-    CredentialError, CredentialSource, ExportSink, JobMessage, JobQueue, JobStore, RateLedger,
-    StoreError,
+    CredentialError, CredentialSource, ExportSink, JobMessage, JobQueue, JobStatus, JobStore,
+    JobStoreError, LeaseOutcome, PendingDay, RateLedger, Settled, StoreError,
 };
 use crate::runner::{Ports, RunSettings, org_exporter};
 
@@ -44,63 +48,154 @@ pub struct ExportEnv {
 /// What one message led to.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Handled {
-    /// The day is committed (now or before).
-    Done {
-        /// Evaluations in the day's manifest.
-        evaluations: u64,
+    /// The org's chain ran this invocation.
+    Worked {
+        /// Days committed (or verified up to date) now.
+        committed: usize,
+        /// Days that failed for good now (their job records say why).
+        failed: usize,
+        /// When the chain goes on (a continuation was sent), if days remain pending.
+        continued: Option<Duration>,
     },
-    /// Another invocation holds the job's lease: nothing was done (its own message or
-    /// continuation carries the job on).
+    /// Another invocation holds the org's lease: nothing was done (its chain sees the
+    /// pending days).
     AlreadyRunning,
-    /// Deferred: a continuation was sent, visible after `delay`.
-    Continued {
-        /// When the job can go on, UTC.
-        until: Timestamp,
-        /// The continuation's SQS delay.
-        delay: Duration,
-    },
+    /// The body is not an org message: logged and dropped, never redelivered.
+    Rejected(String),
 }
 
-/// Why a message failed; SQS redelivers it.
+/// A failure that may pass (a store, queue or secret store error): SQS redelivers the
+/// message. Permanent failures never get here: they are recorded on the days and the
+/// message is done.
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
-    /// The body is not a job message.
-    #[error("message body is not a job: {0}")]
-    BadMessage(String),
-    /// Credentials missing, invalid or unreadable.
+    /// The job store or secret store failed.
     #[error(transparent)]
-    Credentials(#[from] CredentialError),
-    /// The export failed (nothing committed; the checkpoint is kept).
+    Store(#[from] StoreError),
+    /// The org's lease was lost mid-way (another invocation took over after expiry).
     #[error(transparent)]
-    Export(#[from] ExportError),
-    /// The client could not be built.
-    #[error(transparent)]
-    Genesys(#[from] GenesysError),
+    Jobs(#[from] JobStoreError),
     /// The continuation could not be sent.
     #[error("sending the continuation: {0}")]
     Queue(StoreError),
 }
 
-/// Runs one job message. `holder` names this invocation in leases (its request id);
-/// `deadline` is when the invocation ends (UTC).
+/// Failed runs of a day before it fails for good.
+const MAX_ATTEMPTS: u32 = 5;
+
+/// Backoff before retrying a day after its `attempts`-th failure: 1, 2, 4, 8 … minutes,
+/// at most 1 hour.
+fn backoff(attempts: u32) -> Duration {
+    Duration::from_secs(60 << attempts.saturating_sub(1).min(6)).min(Duration::from_secs(3600))
+}
+
+/// Whether a failed run will fail the same way however often it is retried: refused
+/// credentials, a 4xx other than 408/429, a URL off the org's host, a job that cannot
+/// progress.
+fn permanent(e: &ExportError) -> bool {
+    match e {
+        ExportError::Genesys(
+            GenesysError::Login { .. }
+            | GenesysError::Unauthorized { .. }
+            | GenesysError::ForeignUrl { .. },
+        ) => true,
+        ExportError::Genesys(GenesysError::Api { status, .. }) => {
+            (400..500).contains(status) && !matches!(status, 408 | 429)
+        }
+        ExportError::NoProgress { .. } => true,
+        _ => false,
+    }
+}
+
+/// Whether a failure is the org's credentials being refused (every day would fail alike).
+fn auth_refused(e: &ExportError) -> bool {
+    matches!(
+        e,
+        ExportError::Genesys(GenesysError::Login { .. } | GenesysError::Unauthorized { .. })
+    )
+}
+
+/// Runs one org message: takes the org's lease, exports its due pending days (oldest
+/// first, a few at once under the org's one pacer), settles each, and releases the lease;
+/// when days remain pending, sends one continuation for the org, delayed until the
+/// earliest of them is due (at most 900 s; a longer wait hops again). `holder` names this
+/// invocation (its request id); `deadline` is when the invocation ends (UTC).
 pub async fn handle_message(
     env: &ExportEnv,
     body: &str,
     holder: &str,
     deadline: Timestamp,
 ) -> Result<Handled, HandlerError> {
-    let message: JobMessage =
-        serde_json::from_str(body).map_err(|e| HandlerError::BadMessage(e.to_string()))?;
-    let org = env.credentials.org(&message.job.org_id).await?;
+    let message: JobMessage = match serde_json::from_str(body) {
+        Ok(message) => message,
+        Err(e) => {
+            tracing::error!(error = %e, "message body is not an org message; dropped");
+            return Ok(Handled::Rejected(e.to_string()));
+        }
+    };
+    let org_id = &message.org_id;
     let now = env.clock.now();
+    let Some(pending) = env.jobs.take_org(org_id, holder, deadline, now).await? else {
+        return Ok(Handled::AlreadyRunning);
+    };
     let stop_at = deadline
         .checked_sub(jiff::SignedDuration::try_from(END_MARGIN).unwrap_or_default())
         .unwrap_or(now)
         .max(now);
+    let worked = work_org(env, org_id, holder, stop_at, pending).await;
+    // Released whatever happened, so the next message or redelivery can take the org.
+    let next = env
+        .jobs
+        .release_org(org_id, holder, env.clock.now())
+        .await?;
+    let (committed, failed) = worked?;
+    let continued = match next {
+        None => None,
+        Some(at) => {
+            let now = env.clock.now();
+            // A little jitter so continuations of many orgs do not land at once.
+            let jitter = Duration::from_millis(u64::from(rand::random::<u16>() % 2000));
+            let delay = (at.duration_since(now).unsigned_abs() + jitter).min(MAX_DELAY);
+            let next = JobMessage {
+                hop: message.hop + 1,
+                ..message.clone()
+            };
+            env.queue
+                .send(&next, delay)
+                .await
+                .map_err(HandlerError::Queue)?;
+            Some(delay)
+        }
+    };
+    Ok(Handled::Worked {
+        committed,
+        failed,
+        continued,
+    })
+}
+
+/// Exports the org's due pending days until none is due, the time is up or a deferral;
+/// returns (days committed, days failed for good).
+async fn work_org(
+    env: &ExportEnv,
+    org_id: &OrgId,
+    holder: &str,
+    stop_at: Timestamp,
+    mut pending: Vec<PendingDay>,
+) -> Result<(usize, usize), HandlerError> {
+    let (mut committed, mut failed) = (0, 0);
+    let mut org = match env.credentials.org(org_id).await {
+        Ok(org) => org,
+        Err(CredentialError::Store(e)) => return Err(e.into()),
+        Err(e) => {
+            failed += fail_days(env, org_id, holder, &pending, &e.to_string()).await?;
+            return Ok((committed, failed));
+        }
+    };
     let mut settings = env.settings;
     settings.engine.deadline = Some(stop_at);
     // Never sit through a wait the invocation cannot afford.
-    let affordable = stop_at.duration_since(now).unsigned_abs();
+    let affordable = stop_at.duration_since(env.clock.now()).unsigned_abs();
     settings.rate.max_wait = settings.rate.max_wait.min(affordable);
     let ports = Ports {
         ledger: Arc::clone(&env.ledger),
@@ -108,35 +203,131 @@ pub async fn handle_message(
         sink: Arc::clone(&env.sink),
         clock: Arc::clone(&env.clock),
     };
-    let org_export = org_exporter(&org, &settings, &ports, holder)?;
-    let report = org_export.exporter.run(&message.job, &NoProgress).await;
-    org_export.client.release().await;
-    let report = report?;
-    println!("{}", metrics_line(&message, &report, env.clock.now()));
-    tracing::info!(org_id = %message.job.org_id, day = %message.job.day, outcome = ?report.outcome, requests = report.stats.requests, "export job handled");
-    match report.outcome {
-        ExportOutcome::Committed(manifest) => Ok(Handled::Done {
-            evaluations: manifest.total_records,
-        }),
-        ExportOutcome::UpToDate { evaluations, .. } => Ok(Handled::Done { evaluations }),
-        ExportOutcome::AlreadyRunning(_) => Ok(Handled::AlreadyRunning),
-        ExportOutcome::Deferred { until } => {
-            let now = env.clock.now();
-            // A little jitter so continuations of many orgs do not land at once.
-            let jitter = Duration::from_millis(u64::from(rand::random::<u16>() % 2000));
-            let wait = until.duration_since(now).unsigned_abs();
-            let delay = (wait + jitter).min(MAX_DELAY);
-            let next = JobMessage {
-                hop: message.hop + 1,
-                ..message
-            };
-            env.queue
-                .send(&next, delay)
-                .await
-                .map_err(HandlerError::Queue)?;
-            Ok(Handled::Continued { until, delay })
+    let mut reread_credentials = true;
+    loop {
+        let now = env.clock.now();
+        let due: Vec<PendingDay> = pending
+            .into_iter()
+            .filter(|d| d.not_before.is_none_or(|t| t <= now))
+            .take(settings.engine.days_in_flight.max(1))
+            .collect();
+        if due.is_empty() || now >= stop_at {
+            break;
         }
+        let exporter = match org_exporter(&org, &settings, &ports, holder) {
+            Ok(exporter) => exporter,
+            Err(e) => {
+                failed += fail_days(env, org_id, holder, &due, &e.to_string()).await?;
+                pending = env.jobs.pending(org_id).await?;
+                continue;
+            }
+        };
+        let runs = due
+            .iter()
+            .map(|day| exporter.exporter.run(&day.spec, &NoProgress));
+        let results = futures::future::join_all(runs).await;
+        exporter.client.release().await;
+        let mut stop = false;
+        let mut auth = None;
+        for (day, result) in due.iter().zip(results) {
+            if let Ok(report) = &result {
+                println!("{}", metrics_line(&day.spec, report, env.clock.now()));
+            }
+            let settled = match result {
+                Ok(report) => match report.outcome {
+                    ExportOutcome::Committed(_) | ExportOutcome::UpToDate { .. } => {
+                        committed += 1;
+                        Some(Settled::Done)
+                    }
+                    ExportOutcome::Deferred { .. } => {
+                        stop = true;
+                        None
+                    }
+                    // Another process (a local run) holds the day: try again later.
+                    ExportOutcome::AlreadyRunning(lease) => Some(Settled::Retry {
+                        not_before: lease.until.max(env.clock.now()),
+                        attempts: day.attempts,
+                    }),
+                },
+                Err(e) if auth_refused(&e) && reread_credentials => {
+                    auth = Some(e.to_string());
+                    None
+                }
+                Err(e) if permanent(&e) || day.attempts + 1 >= MAX_ATTEMPTS => {
+                    tracing::error!(org_id = %org_id, day = %day.spec.day, error = %e, "day failed for good");
+                    failed += 1;
+                    Some(Settled::Done)
+                }
+                Err(e) => {
+                    let attempts = day.attempts + 1;
+                    tracing::warn!(org_id = %org_id, day = %day.spec.day, attempts, error = %e, "day failed; retried later");
+                    Some(Settled::Retry {
+                        not_before: clock::add(env.clock.now(), backoff(attempts)),
+                        attempts,
+                    })
+                }
+            };
+            if let Some(settled) = settled {
+                env.jobs.settle(org_id, holder, day, settled).await?;
+            }
+        }
+        if let Some(reason) = auth {
+            // The secret may have been rotated since it was read: read it once more.
+            reread_credentials = false;
+            env.credentials.forget(org_id).await;
+            match env.credentials.org(org_id).await {
+                Ok(fresh) => org = fresh,
+                Err(CredentialError::Store(e)) => return Err(e.into()),
+                Err(e) => {
+                    let all = env.jobs.pending(org_id).await?;
+                    failed += fail_days(env, org_id, holder, &all, &e.to_string()).await?;
+                    return Ok((committed, failed));
+                }
+            }
+            tracing::warn!(org_id = %org_id, %reason, "credentials refused; read the org's secret again");
+        }
+        if stop {
+            break;
+        }
+        pending = env.jobs.pending(org_id).await?;
     }
+    if !reread_credentials {
+        // Refused once this invocation: the next one reads the secret again.
+        env.credentials.forget(org_id).await;
+    }
+    Ok((committed, failed))
+}
+
+/// Records `reason` as the failure of each day (its job record, as `scorecards status`
+/// shows it) and takes it off the pending set; returns how many.
+async fn fail_days(
+    env: &ExportEnv,
+    org_id: &OrgId,
+    holder: &str,
+    days: &[PendingDay],
+    reason: &str,
+) -> Result<usize, HandlerError> {
+    let now = env.clock.now();
+    for day in days {
+        tracing::error!(org_id = %org_id, day = %day.spec.day, %reason, "day failed for good");
+        let until = clock::add(now, Duration::from_secs(60));
+        if let LeaseOutcome::Acquired { .. } =
+            env.jobs.acquire(&day.spec, holder, until, now).await?
+        {
+            env.jobs
+                .finish(
+                    &day.spec,
+                    holder,
+                    JobStatus::Failed {
+                        reason: reason.to_owned(),
+                    },
+                    now,
+                )
+                .await?;
+        }
+        env.jobs.settle(org_id, holder, day, Settled::Done).await?;
+    }
+    Ok(days.len())
 }
 
 /// One CloudWatch embedded-metric-format line for a job run (namespace `scorecards`,
@@ -146,7 +337,7 @@ pub async fn handle_message(
 /// and `Deferred` (1 when the job was continued later).
 /// Lambda sends stdout to CloudWatch Logs, which turns the line into metrics.
 pub fn metrics_line(
-    message: &JobMessage,
+    spec: &JobSpec,
     report: &crate::engine::ExportReport,
     now: Timestamp,
 ) -> serde_json::Value {
@@ -175,8 +366,8 @@ pub fn metrics_line(
                 "Metrics": names.iter().map(|(n, u)| serde_json::json!({"Name": n, "Unit": u})).collect::<Vec<_>>(),
             }],
         },
-        "OrgId": message.job.org_id,
-        "Day": message.job.day,
+        "OrgId": spec.org_id,
+        "Day": spec.day,
         "Requests": s.requests,
         "TokenRequests": s.token_requests,
         "Responses429": s.responses_429,
@@ -222,23 +413,19 @@ pub fn deadline_from_millis(deadline_ms: u64, clock: &dyn Clock) -> Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{DateField, JobSpec, Source, Window};
+    use crate::domain::{DateField, Source, Window};
     use crate::engine::ExportReport;
     use crate::ports::RequestStats;
 
     #[test]
     fn metrics_follow_the_embedded_metric_format() {
         let from: Timestamp = "2026-11-28T00:00:00Z".parse().unwrap();
-        let message = JobMessage {
-            job: JobSpec {
-                org_id: "org-1".parse().unwrap(),
-                day: "2026-11-28".parse().unwrap(),
-                window: Window::new(from, clock::add(from, Duration::from_secs(86_400))).unwrap(),
-                date_field: DateField::SubmittedDate,
-                source: Source::Both,
-            },
-            request_id: "r".into(),
-            hop: 0,
+        let spec = JobSpec {
+            org_id: "org-1".parse().unwrap(),
+            day: "2026-11-28".parse().unwrap(),
+            window: Window::new(from, clock::add(from, Duration::from_secs(86_400))).unwrap(),
+            date_field: DateField::SubmittedDate,
+            source: Source::Both,
         };
         let report = ExportReport {
             outcome: ExportOutcome::Deferred { until: from },
@@ -251,7 +438,7 @@ mod tests {
             },
             evaluations: 120,
         };
-        let line = metrics_line(&message, &report, from);
+        let line = metrics_line(&spec, &report, from);
         assert_eq!(line["_aws"]["Timestamp"], 1_795_824_000_000_i64);
         assert_eq!(
             line["_aws"]["CloudWatchMetrics"][0]["Dimensions"],

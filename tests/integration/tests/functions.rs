@@ -15,12 +15,12 @@ use scorecards_shared::clock::{Clock, add};
 use scorecards_shared::domain::{DateField, JobSpec, Source};
 use scorecards_shared::handlers::analytics::handle_s3_event;
 use scorecards_shared::handlers::dispatch::{
-    DispatchEnv, DispatchError, DispatchLimits, dispatch_json,
+    DispatchEnv, DispatchError, DispatchLimits, DispatchRecord, dispatch_json,
 };
 use scorecards_shared::handlers::export::{ExportEnv, Handled, handle_message, handle_sqs_event};
 use scorecards_shared::onboarding;
 use scorecards_shared::output::committed_by_id;
-use scorecards_shared::ports::{JobMessage, JobStatus};
+use scorecards_shared::ports::{JobMessage, JobStatus, JobStore};
 use serde_json::json;
 
 use crate::aws::{config, dynamo_store, s3_sink, unique};
@@ -32,6 +32,8 @@ struct Stack {
     export: ExportEnv,
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
+    secrets: aws_sdk_secretsmanager::Client,
+    prefix: String,
 }
 
 async fn stack() -> Stack {
@@ -102,7 +104,10 @@ async fn stack_with(scenario: Scenario) -> Stack {
         jobs: shared_store,
         sink: Arc::new(s3_sink().await),
         queue: queue.clone(),
-        credentials: Arc::new(SecretsManagerCredentials::new(secrets, prefix)),
+        credentials: Arc::new(SecretsManagerCredentials::new(
+            secrets.clone(),
+            prefix.clone(),
+        )),
         clock: Arc::clone(&clock),
         settings: settings(),
     };
@@ -121,10 +126,43 @@ async fn stack_with(scenario: Scenario) -> Stack {
         export,
         sqs,
         queue_url,
+        secrets,
+        prefix,
     }
 }
 
 impl Stack {
+    /// Onboards simulator org `index` (again: a rotation) with `client_secret`.
+    async fn onboard(&self, index: usize, client_secret: &str) {
+        let org = &self.h.sim.orgs()[index];
+        let secret = json!({
+            "api_base_url": org.api_base_url,
+            "login_base_url": org.login_base_url,
+            "client_id": org.client_id,
+            "client_secret": client_secret,
+        });
+        onboarding::add_org(
+            &self.secrets,
+            &self.dispatch.ledger,
+            &self.prefix,
+            &org.org_id.parse().unwrap(),
+            &secret.to_string(),
+        )
+        .await
+        .unwrap();
+    }
+
+    /// The jobs of a dispatch and each one's status.
+    async fn status(&self, job_id: &str) -> Vec<(JobSpec, Option<JobStatus>)> {
+        onboarding::dispatch_status(&self.dispatch.ledger, job_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .into_iter()
+            .map(|(spec, record)| (spec, record.map(|r| r.status)))
+            .collect()
+    }
+
     /// Every visible message, removed from the queue, as an SQS event per message.
     async fn drain(&self) -> Vec<SqsEvent> {
         let mut events = Vec::new();
@@ -201,13 +239,21 @@ async fn dispatch_then_export_lands_the_ground_truth_in_s3() {
         .await
         .unwrap();
     let jobs = s.jobs();
-    assert_eq!(response.jobs_enqueued, jobs.len());
+    assert_eq!(response.days, jobs.len());
     let events = s.drain().await;
-    assert_eq!(events.len(), jobs.len(), "one message per org and day");
+    assert_eq!(events.len(), 1, "one message per org");
+    let org_id = s.h.sim.orgs()[0].org_id.parse().unwrap();
+    let pending = s.export.jobs.pending(&org_id).await.unwrap();
+    assert_eq!(
+        pending.iter().map(|p| p.spec.clone()).collect::<Vec<_>>(),
+        jobs,
+        "every day pending, oldest first"
+    );
 
-    // The same message delivered twice: the second finds the day committed.
+    // The same message delivered twice: the second finds nothing pending.
     let duplicate = events[0].clone();
     s.export_all(events).await;
+    assert!(s.export.jobs.pending(&org_id).await.unwrap().is_empty());
     s.export_all(vec![duplicate]).await;
     let org = s.h.org(0);
     let tokens =
@@ -366,21 +412,25 @@ async fn a_scheduled_dispatch_covers_every_registered_org_and_the_lookback() {
     .await
     .unwrap();
     assert_eq!(response.orgs.len(), 1);
-    assert_eq!(
-        response.jobs_enqueued, 3,
-        "yesterday and the two days before"
-    );
+    assert_eq!(response.days, 3, "yesterday and the two days before");
     let events = s.drain().await;
-    let days: Vec<String> = events
-        .iter()
-        .map(|e| {
-            let m: JobMessage =
-                serde_json::from_str(e.records[0].body.as_deref().unwrap()).unwrap();
+    assert_eq!(events.len(), 1, "one message for the org");
+    let m: JobMessage =
+        serde_json::from_str(events[0].records[0].body.as_deref().unwrap()).unwrap();
+    assert_eq!(m.org_id, response.orgs[0]);
+    let days: Vec<String> = s
+        .export
+        .jobs
+        .pending(&m.org_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| {
             assert_eq!(
-                (m.job.date_field, m.job.source),
+                (p.spec.date_field, p.spec.source),
                 (DateField::SubmittedDate, Source::Both)
             );
-            m.job.day.to_string()
+            p.spec.day.to_string()
         })
         .collect();
     let today = s.h.clock.now().to_zoned(jiff::tz::TimeZone::UTC).date();
@@ -445,7 +495,7 @@ async fn a_long_retry_after_sends_a_continuation_instead_of_waiting() {
             .endpoint("search")
             .requests;
     let continuation = JobMessage {
-        job: day.clone(),
+        org_id: day.org_id.clone(),
         request_id: "continued".into(),
         hop: 1,
     };
@@ -457,7 +507,17 @@ async fn a_long_retry_after_sends_a_continuation_instead_of_waiting() {
     )
     .await
     .unwrap();
-    assert!(matches!(handled, Handled::Done { .. }), "{handled:?}");
+    assert!(
+        matches!(
+            handled,
+            Handled::Worked {
+                committed: 1,
+                failed: 0,
+                continued: None
+            }
+        ),
+        "{handled:?}"
+    );
     let searches =
         s.h.sim
             .stats()
@@ -477,7 +537,7 @@ async fn a_long_retry_after_sends_a_continuation_instead_of_waiting() {
 }
 
 #[tokio::test]
-async fn two_invocations_on_one_job_export_it_once() {
+async fn two_invocations_on_one_org_export_it_once() {
     let s = stack().await;
     let day = &s.jobs()[1];
     dispatch_json(&s.dispatch, s.day_request(day, "twice"))
@@ -492,7 +552,10 @@ async fn two_invocations_on_one_job_export_it_once() {
     );
     let mut outcomes = [a.unwrap(), b.unwrap()];
     outcomes.sort_by_key(|h| matches!(h, Handled::AlreadyRunning));
-    assert!(matches!(outcomes[0], Handled::Done { .. }), "{outcomes:?}");
+    assert!(
+        matches!(outcomes[0], Handled::Worked { committed: 1, .. }),
+        "{outcomes:?}"
+    );
     assert_eq!(outcomes[1], Handled::AlreadyRunning);
     let org = s.h.org(0);
     let one = std::slice::from_ref(day);
@@ -500,4 +563,193 @@ async fn two_invocations_on_one_job_export_it_once() {
         &committed_by_id(s.export.sink.as_ref(), one).await.unwrap(),
         &s.h.truth(&org, one),
     );
+}
+
+#[tokio::test]
+async fn two_messages_for_one_org_at_once_one_works_and_every_day_commits_once() {
+    let s = stack().await;
+    let jobs = s.jobs();
+    let (a, b) = (&jobs[0], &jobs[1]);
+    dispatch_json(&s.dispatch, s.day_request(a, "first"))
+        .await
+        .unwrap();
+    dispatch_json(&s.dispatch, s.day_request(b, "second"))
+        .await
+        .unwrap();
+    let events = s.drain().await;
+    assert_eq!(events.len(), 2, "one message per dispatch of the org");
+    let bodies: Vec<String> = events
+        .iter()
+        .map(|e| e.records[0].body.clone().unwrap())
+        .collect();
+    let deadline = add(s.h.clock.now(), Duration::from_secs(900));
+    let (x, y) = tokio::join!(
+        handle_message(&s.export, &bodies[0], "invocation-x", deadline),
+        handle_message(&s.export, &bodies[1], "invocation-y", deadline)
+    );
+    let outcomes = [x.unwrap(), y.unwrap()];
+    let committed: usize = outcomes
+        .iter()
+        .map(|h| match h {
+            Handled::Worked { committed, .. } => *committed,
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(committed, 2, "{outcomes:?}");
+    assert!(
+        outcomes.contains(&Handled::AlreadyRunning)
+            || outcomes
+                .iter()
+                .any(|h| matches!(h, Handled::Worked { committed: 0, .. })),
+        "the second leaves: {outcomes:?}"
+    );
+    let org = s.h.org(0);
+    let two = [a.clone(), b.clone()];
+    assert_same(
+        &committed_by_id(s.export.sink.as_ref(), &two).await.unwrap(),
+        &s.h.truth(&org, &two),
+    );
+}
+
+#[tokio::test]
+async fn a_permanent_error_fails_that_orgs_days_in_one_invocation_and_spares_the_others() {
+    let s = stack().await;
+    s.onboard(1, "not-the-secret").await;
+    let day = &s.jobs()[1];
+    let orgs: Vec<String> = s.h.sim.orgs().iter().map(|o| o.org_id.clone()).collect();
+    let response = dispatch_json(
+        &s.dispatch,
+        json!({
+            "orgs": orgs,
+            "from": day.window.from.to_string(),
+            "to": day.window.to.to_string(),
+            "idempotency_key": "two-orgs",
+        }),
+    )
+    .await
+    .unwrap();
+    let events = s.drain().await;
+    assert_eq!(events.len(), 2);
+    // No message fails (nothing for SQS to redeliver) and no continuation is sent.
+    s.export_all(events).await;
+    assert!(s.drain().await.is_empty(), "no redelivery, no continuation");
+    let status = s.status(&response.job_id).await;
+    assert_eq!(status.len(), 2);
+    for (spec, state) in status {
+        if spec.org_id.as_str() == orgs[0] {
+            assert!(
+                matches!(state, Some(JobStatus::Committed { .. })),
+                "{state:?}"
+            );
+        } else {
+            assert!(
+                matches!(&state, Some(JobStatus::Failed { reason }) if reason.contains("login refused")),
+                "{state:?}"
+            );
+        }
+        assert!(
+            s.export
+                .jobs
+                .pending(&spec.org_id)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_rotated_secret_is_read_again_by_a_warm_instance() {
+    let s = stack().await;
+    s.onboard(0, "revoked-secret").await;
+    let jobs = s.jobs();
+    let first = dispatch_json(&s.dispatch, s.day_request(&jobs[0], "before"))
+        .await
+        .unwrap();
+    s.export_all(s.drain().await).await;
+    assert!(matches!(
+        &s.status(&first.job_id).await[0].1,
+        Some(JobStatus::Failed { .. })
+    ));
+    // The operator stores the new secret; the same (warm) export environment uses it.
+    let org = &s.h.sim.orgs()[0];
+    s.onboard(0, &org.client_secret).await;
+    let second = dispatch_json(&s.dispatch, s.day_request(&jobs[1], "after"))
+        .await
+        .unwrap();
+    s.export_all(s.drain().await).await;
+    assert!(
+        matches!(
+            &s.status(&second.job_id).await[0].1,
+            Some(JobStatus::Committed { .. })
+        ),
+        "{:?}",
+        s.status(&second.job_id).await
+    );
+}
+
+#[tokio::test]
+async fn a_thousand_orgs_by_92_days_are_dispatched_in_one_call() {
+    let s = stack().await;
+    let orgs: Vec<scorecards_shared::domain::OrgId> = (0..1_000)
+        .map(|i| format!("fleet-org-{i:04}").parse().unwrap())
+        .collect();
+    s.dispatch.ledger.register_orgs(&orgs).await.unwrap();
+    let to = s.h.clock.now().to_zoned(jiff::tz::TimeZone::UTC).date();
+    let from = to.checked_sub(jiff::ToSpan::days(92)).unwrap();
+    let started = std::time::Instant::now();
+    let response = dispatch_json(
+        &s.dispatch,
+        json!({
+            "orgs": orgs,
+            "from": from.to_string(),
+            "to": to.to_string(),
+            "idempotency_key": "fleet-backfill",
+        }),
+    )
+    .await
+    .unwrap();
+    let elapsed = started.elapsed();
+    println!("dispatch of 1,000 orgs x 92 days against the local AWS emulator: {elapsed:?}");
+    assert_eq!((response.orgs.len(), response.days), (1_000, 92));
+    // One message per org.
+    let attributes = s
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&s.queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await
+        .unwrap();
+    let visible = attributes
+        .attributes
+        .unwrap_or_default()
+        .get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        .cloned();
+    assert_eq!(visible.as_deref(), Some("1000"));
+    // Every org's pending set is exactly the 92 days; the items stay small.
+    for org in orgs.iter().step_by(97).chain(orgs.last()) {
+        let pending = s.dispatch.ledger.pending(org).await.unwrap();
+        assert_eq!(pending.len(), 92, "{org}");
+        assert_eq!(pending[0].spec.day, from);
+        assert_eq!(
+            pending[91].spec.day,
+            to.checked_sub(jiff::ToSpan::days(1)).unwrap()
+        );
+        assert!(pending.iter().all(|p| p.request_id == response.job_id));
+    }
+    let record = s
+        .dispatch
+        .ledger
+        .recall::<DispatchRecord>(&format!("dispatch#{}", response.job_id))
+        .await
+        .unwrap()
+        .unwrap();
+    let record_size = serde_json::to_string(&record).unwrap().len();
+    assert!(record_size < 64_000, "dispatch record {record_size} bytes");
+    // The status of the dispatch covers every org × day.
+    assert_eq!(record.jobs().len(), 92_000);
+    let work = s.dispatch.ledger.pending(&orgs[0]).await.unwrap();
+    let work_size = serde_json::to_string(&work).unwrap().len();
+    assert!(work_size < 100_000, "work item {work_size} bytes");
 }
