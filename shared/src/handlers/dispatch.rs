@@ -17,6 +17,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use jiff::ToSpan;
 use serde::{Deserialize, Serialize};
 
@@ -317,8 +318,8 @@ pub async fn dispatch<S: ConditionalStore>(
             },
         )
         .await?;
-    // One conditional write per org, whatever the number of days.
-    for org_id in &orgs {
+    // One conditional write per org, whatever the number of days; 16 orgs at once.
+    let writes = orgs.iter().map(|org_id| {
         let pending: Vec<PendingDay> = days
             .iter()
             .map(|(day, w)| PendingDay {
@@ -334,7 +335,11 @@ pub async fn dispatch<S: ConditionalStore>(
                 not_before: None,
             })
             .collect();
-        env.ledger.add_pending(org_id, &pending).await?;
+        async move { env.ledger.add_pending(org_id, &pending).await }
+    });
+    let mut writes = futures::stream::iter(writes).buffer_unordered(16);
+    while let Some(written) = writes.next().await {
+        written?;
     }
     let messages: Vec<(JobMessage, Duration)> = orgs
         .iter()
