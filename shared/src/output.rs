@@ -21,6 +21,34 @@ pub struct ExportedEvaluation {
     pub source: String,
     /// Part of a calibration.
     pub is_calibration: bool,
+    /// The envelope's `org_id`, `region`, `run_id` and `window`.
+    pub envelope: Envelope,
+}
+
+/// The envelope fields of a line that identify where it belongs.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Envelope {
+    /// `schema_version`.
+    pub schema_version: u32,
+    /// The org.
+    pub org_id: crate::domain::OrgId,
+    /// Region domain.
+    pub region: String,
+    /// The run the line was written by (the committing manifest's).
+    pub run_id: crate::domain::RunId,
+    /// The window exported and its date field.
+    pub window: LineWindowIn,
+}
+
+/// A line's `window`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct LineWindowIn {
+    /// Start, UTC.
+    pub from: jiff::Timestamp,
+    /// End (exclusive), UTC.
+    pub to: jiff::Timestamp,
+    /// Date field.
+    pub date_field: crate::domain::DateField,
 }
 
 /// A committed partition: its manifest and every line of its parts, in part order.
@@ -38,6 +66,8 @@ struct LineIn<'a> {
     is_calibration: bool,
     #[serde(borrow)]
     evaluation: &'a RawValue,
+    #[serde(flatten)]
+    envelope: Envelope,
 }
 
 #[derive(Deserialize)]
@@ -88,6 +118,7 @@ pub async fn read_committed(
                 evaluation: parsed.evaluation.get().to_owned(),
                 source: parsed.source,
                 is_calibration: parsed.is_calibration,
+                envelope: parsed.envelope,
             });
             records += 1;
         }

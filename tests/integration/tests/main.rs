@@ -8,6 +8,7 @@ mod export;
 mod faults;
 mod fencing;
 mod functions;
+mod pacing;
 mod probe;
 mod resume;
 mod stores;

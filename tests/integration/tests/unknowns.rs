@@ -93,6 +93,7 @@ async fn export_equals_truth(unknowns: &[Unknown], source: Source, settings: Run
         .collect();
     want.retain(|id, _| !restricted.contains(id));
 
+    let region = h.sim.orgs()[0].region.clone();
     let mut got = BTreeMap::new();
     let mut listed_unavailable = BTreeSet::new();
     let automated: BTreeSet<String> = truth(&h, &jobs, SourceFilter::Auto).into_keys().collect();
@@ -135,6 +136,34 @@ async fn export_equals_truth(unknowns: &[Unknown], source: Source, settings: Run
                 "human"
             };
             assert_eq!(e.source, want_source, "source of {}", e.id);
+            let truth: serde_json::Value = serde_json::from_str(&e.evaluation).unwrap();
+            assert_eq!(
+                e.is_calibration,
+                truth["calibration"].is_object(),
+                "is_calibration of {}",
+                e.id
+            );
+            let envelope = &e.envelope;
+            assert_eq!(
+                (
+                    &envelope.org_id,
+                    envelope.region.as_str(),
+                    &envelope.run_id,
+                    envelope.window.from,
+                    envelope.window.to,
+                    envelope.window.date_field
+                ),
+                (
+                    &job.org_id,
+                    region.as_str(),
+                    &m.run_id,
+                    job.window.from,
+                    job.window.to,
+                    job.date_field
+                ),
+                "envelope of {}",
+                e.id
+            );
             assert!(
                 got.insert(e.id.clone(), e.evaluation).is_none(),
                 "{} exported twice",
