@@ -43,8 +43,9 @@ if [ ! -x "$cache/venv-checkov/bin/checkov" ]; then
 fi
 "$cache/venv-cfn-lint/bin/cfn-lint" --non-zero-exit-code error infra/template.yaml
 echo "cfn-lint: no errors"
-"$cache/venv-checkov/bin/checkov" -f infra/template.yaml --skip-download --compact --quiet
-"$cache/venv-cfn-lint/bin/python" infra/test_template.py
+checks_log="$(mktemp)"
+"$cache/venv-checkov/bin/checkov" -f infra/template.yaml --skip-download --compact --quiet | tee "$checks_log"
+"$cache/venv-cfn-lint/bin/python" infra/test_template.py | tee -a "$checks_log"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
@@ -54,8 +55,14 @@ cargo clippy --locked --workspace --all-targets -- -D warnings
 
 echo "== cargo test"
 test_log="$(mktemp)"
-trap 'kill "$moto_pid" 2>/dev/null || true; rm -f "$moto_log" "$test_log"' EXIT
+trap 'kill "$moto_pid" 2>/dev/null || true; rm -f "$moto_log" "$test_log" "$checks_log"' EXIT
 cargo test --locked --workspace 2>&1 | tee "$test_log"
-# One closing line for every test binary together (cargo's last line is often a doc-test
-# summary with nothing in it).
-awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$test_log"
+# One closing line for every check together: the cargo test binaries (cargo's last line is
+# often a doc-test summary with nothing in it), checkov's policy checks and the
+# template-code checks.
+awk '
+  FNR == NR && /Passed checks:/ { gsub(",", ""); p += $3; f += $6; checkov += $3 + $6; next }
+  FNR == NR && /^[0-9]+ passed, [0-9]+ failed$/ { p += $1; f += $3; template += $1 + $3; next }
+  FNR != NR && /^test result:/ { p += $4; f += $6; cargo += $4 + $6 }
+  END { printf "tests: %d passed, %d failed (cargo %d, checkov %d, template-code %d)\n", p, f, cargo, checkov, template }
+' "$checks_log" "$test_log"

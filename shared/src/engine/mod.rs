@@ -142,6 +142,17 @@ pub enum ExportError {
     /// write failed): nothing of this run was committed.
     #[error("another exporter committed this day first; nothing of this run was committed")]
     CommitConflict,
+    /// The org's credentials act in another org (`GET /api/v2/organizations/me`): a
+    /// configuration mistake that would file one org's evaluations under another's id.
+    #[error(
+        "the credentials configured for org {configured} act in org {actual}: fix the org id or the client credentials"
+    )]
+    WrongOrg {
+        /// The org id configured.
+        configured: String,
+        /// The org the credentials belong to.
+        actual: String,
+    },
     /// `runs` runs in a row ran out of time without writing an evaluation or finishing
     /// discovery: the invocation is too short for this day (raise the function's timeout,
     /// or lower the page sizes); the job stops instead of looping.
@@ -161,6 +172,8 @@ pub struct ExportReport {
     pub outcome: ExportOutcome,
     /// Requests of this job over all its runs (from the checkpoint on).
     pub stats: RequestStats,
+    /// Requests of this run alone (what one invocation reports as metrics).
+    pub run_stats: RequestStats,
     /// Evaluations written so far (committed or in the checkpoint).
     pub evaluations: u64,
 }
@@ -237,6 +250,8 @@ pub struct Exporter {
     forms: std::sync::Mutex<BTreeMap<String, Arc<tokio::sync::OnceCell<()>>>>,
     /// What the org's bulk query turned out to do (page size, totals only).
     query: QueryLearning,
+    /// Set once the credentials are seen to act in the configured org.
+    org_checked: tokio::sync::OnceCell<()>,
 }
 
 struct Run<'a> {
@@ -278,6 +293,7 @@ impl Exporter {
             holder: holder.into(),
             forms: std::sync::Mutex::new(BTreeMap::new()),
             query: QueryLearning::new(config.query_page_size),
+            org_checked: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -289,6 +305,7 @@ impl Exporter {
         observer: &dyn ExportObserver,
     ) -> Result<ExportReport, ExportError> {
         let now = self.clock.now();
+        self.check_org().await?;
         let lease_until = self.lease_until(now);
         let checkpoint = match self
             .jobs
@@ -299,6 +316,7 @@ impl Exporter {
                 return Ok(ExportReport {
                     outcome: ExportOutcome::AlreadyRunning(lease),
                     stats: RequestStats::default(),
+                    run_stats: RequestStats::default(),
                     evaluations: 0,
                 });
             }
@@ -338,12 +356,14 @@ impl Exporter {
             }
         }
         let stats = self.stats(&run);
+        let run_stats = stats.since(&run.base_stats);
         let evaluations = run.cp.parts.iter().map(|p| p.records).sum();
         let now = self.clock.now();
         match result {
             Ok(Finished::Committed(manifest)) => Ok(ExportReport {
                 outcome: ExportOutcome::Committed(Box::new(manifest)),
                 stats,
+                run_stats,
                 evaluations,
             }),
             Ok(Finished::Verified(manifest)) => {
@@ -365,6 +385,7 @@ impl Exporter {
                         evaluations: manifest.total_records,
                     },
                     stats,
+                    run_stats,
                     evaluations: manifest.total_records,
                 })
             }
@@ -391,6 +412,7 @@ impl Exporter {
                 Ok(ExportReport {
                     outcome: ExportOutcome::Deferred { until },
                     stats,
+                    run_stats,
                     evaluations,
                 })
             }
@@ -428,6 +450,34 @@ impl Exporter {
         own.waited_ms = self.client.stats().since(&run.client_start).waited_ms;
         stats.add(&own);
         stats
+    }
+
+    /// Checks once that the credentials act in the configured org
+    /// (`GET /api/v2/organizations/me`, its `id`), so a copied org id or secret can never
+    /// file one org's evaluations under another's id.
+    async fn check_org(&self) -> Result<(), ExportError> {
+        #[derive(serde::Deserialize)]
+        struct Organization {
+            id: String,
+        }
+        self.org_checked
+            .get_or_try_init(|| async {
+                let org: Organization = self
+                    .client
+                    .counted()
+                    .get_json("/api/v2/organizations/me")
+                    .await?;
+                let configured = self.client.endpoint().org_id.as_str();
+                if org.id != configured {
+                    return Err(ExportError::WrongOrg {
+                        configured: configured.to_owned(),
+                        actual: org.id,
+                    });
+                }
+                Ok(())
+            })
+            .await
+            .copied()
     }
 
     /// Whether the run reached `EngineConfig::deadline`.

@@ -37,9 +37,16 @@ pub struct OrgEndpoint {
 }
 
 impl OrgEndpoint {
-    /// Validates the base URLs: `https`, or plain `http` only for loopback hosts.
+    /// Validates the base URLs: `https` (plain `http` only for loopback hosts), no
+    /// credentials in them, and a host that only Genesys can be — a Genesys Cloud region's
+    /// domain or a subdomain of it (reference §4), in the org's region when `region` is
+    /// one, the API and login hosts in one region otherwise — or a loopback host, or a host
+    /// ending in one of the suffixes an operator allows in `SCORECARDS_ALLOWED_HOST_SUFFIXES`
+    /// (comma-separated, e.g. `.private.example.com`, for private endpoints). So whoever can
+    /// write an org's settings cannot send its client secret to a host of their choosing.
     ///
-    /// Errors name the field (`api_base_url`, `login_base_url`, `client_id`).
+    /// Errors name the field (`api_base_url`, `login_base_url`, `client_id`) and show the
+    /// host only, never the whole value.
     pub fn new(
         org_id: OrgId,
         region: impl Into<String>,
@@ -55,37 +62,121 @@ impl OrgEndpoint {
                 "is empty: set the OAuth client id",
             ));
         }
+        let region = region.into();
+        let api = base_url("api_base_url", api_base_url)?;
+        let login = base_url("login_base_url", login_base_url)?;
+        let home = crate::genesys::region::region_domain(&region);
+        let mut domains = Vec::new();
+        for (field, url) in [("api_base_url", &api), ("login_base_url", &login)] {
+            if let Some(domain) = host_domain(field, url)? {
+                if let Some(home) = home
+                    && domain != home
+                {
+                    return Err(InvalidValue::new(
+                        field,
+                        format!(
+                            "host {} is not in the org's region ({home}): use the region's hosts",
+                            url.host_str().unwrap_or_default()
+                        ),
+                    ));
+                }
+                domains.push(domain);
+            }
+        }
+        if let [a, l] = domains[..]
+            && a != l
+        {
+            return Err(InvalidValue::new(
+                "login_base_url",
+                format!("host is in region {l} but api_base_url is in {a}: use one region's hosts"),
+            ));
+        }
         Ok(Self {
-            api_base_url: base_url("api_base_url", api_base_url)?,
-            login_base_url: base_url("login_base_url", login_base_url)?,
+            api_base_url: api,
+            login_base_url: login,
             org_id,
-            region: region.into(),
+            region,
             client_id,
             client_secret,
         })
     }
 }
 
-fn base_url(field: &str, raw: &str) -> Result<Url, InvalidValue> {
-    let url = Url::parse(raw.trim_end_matches('/'))
-        .map_err(|e| InvalidValue::new(field, format!("{raw:?} is not a URL: {e}")))?;
-    let loopback = match url.host() {
+/// Host suffixes an operator allows besides the Genesys domains
+/// (`SCORECARDS_ALLOWED_HOST_SUFFIXES`, comma-separated; read once).
+fn allowed_suffixes() -> &'static [String] {
+    static SUFFIXES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    SUFFIXES.get_or_init(|| {
+        std::env::var("SCORECARDS_ALLOWED_HOST_SUFFIXES")
+            .unwrap_or_default()
+            .split(',')
+            .map(|s| s.trim().to_ascii_lowercase())
+            .filter(|s| s.len() > 1)
+            .map(|s| {
+                if s.starts_with('.') {
+                    s
+                } else {
+                    format!(".{s}")
+                }
+            })
+            .collect()
+    })
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
         Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
         Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
         Some(url::Host::Domain(d)) => d == "localhost",
         None => false,
-    };
+    }
+}
+
+/// The Genesys region domain of a base URL's host; `None` for loopback hosts and hosts
+/// under an allowed suffix (their region is not checked); an error for any other host.
+fn host_domain(field: &str, url: &Url) -> Result<Option<&'static str>, InvalidValue> {
+    if is_loopback(url) {
+        return Ok(None);
+    }
+    let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+    if let Some((_, domain)) = crate::genesys::region::REGIONS
+        .iter()
+        .find(|(_, d)| host == *d || host.ends_with(&format!(".{d}")))
+    {
+        return Ok(Some(domain));
+    }
+    if allowed_suffixes()
+        .iter()
+        .any(|s| host.ends_with(s.as_str()))
+    {
+        return Ok(None);
+    }
+    Err(InvalidValue::new(
+        field,
+        format!(
+            "host {host} is not a Genesys Cloud host: use the org's region, or list a private endpoint's suffix in SCORECARDS_ALLOWED_HOST_SUFFIXES"
+        ),
+    ))
+}
+
+fn base_url(field: &str, raw: &str) -> Result<Url, InvalidValue> {
+    let url = Url::parse(raw.trim_end_matches('/'))
+        .map_err(|e| InvalidValue::new(field, format!("is not a URL ({e})")))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(InvalidValue::new(
+            field,
+            "must not hold credentials (user:password@): give only the scheme and host",
+        ));
+    }
+    let host = url.host_str().unwrap_or_default().to_owned();
     match url.scheme() {
         "https" if url.host().is_some() => Ok(url),
-        "http" if loopback => Ok(url),
+        "http" if is_loopback(&url) => Ok(url),
         "http" => Err(InvalidValue::new(
             field,
-            format!("{raw:?}: plain http is allowed only for loopback hosts; use https"),
+            format!("http://{host}: plain http is allowed only for loopback hosts; use https"),
         )),
-        _ => Err(InvalidValue::new(
-            field,
-            format!("{raw:?}: use an https URL"),
-        )),
+        _ => Err(InvalidValue::new(field, "use an https URL")),
     }
 }
 
@@ -680,5 +771,92 @@ mod tests {
         assert!(e.problem.contains("loopback"));
         assert!(base_url("login_base_url", "ftp://x").is_err());
         assert!(base_url("login_base_url", "not a url").is_err());
+    }
+
+    fn endpoint(region: &str, api: &str, login: &str) -> Result<OrgEndpoint, InvalidValue> {
+        OrgEndpoint::new(
+            "org".parse().unwrap(),
+            region,
+            api,
+            login,
+            "client",
+            SecretString::from("s3cr3t-value"),
+        )
+    }
+
+    #[test]
+    fn base_urls_name_only_genesys_or_loopback_hosts_of_the_orgs_region() {
+        // The region's hosts and their subdomains; loopback (the simulator).
+        assert!(
+            endpoint(
+                "mypurecloud.com",
+                "https://api.mypurecloud.com",
+                "https://login.mypurecloud.com"
+            )
+            .is_ok()
+        );
+        assert!(
+            endpoint(
+                "custom",
+                "https://api.euw2.pure.cloud",
+                "https://login.euw2.pure.cloud"
+            )
+            .is_ok()
+        );
+        assert!(
+            endpoint(
+                "mypurecloud.com",
+                "http://127.0.0.1:9/api.x",
+                "http://127.0.0.1:9/login.x"
+            )
+            .is_ok()
+        );
+        // Any other host is refused, naming the field and the host only.
+        let e = endpoint(
+            "mypurecloud.com",
+            "https://api.mypurecloud.com",
+            "https://login.attacker.example/collect?k=s3cr3t-value",
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "login_base_url");
+        assert!(
+            e.problem.contains("login.attacker.example") && !e.problem.contains("s3cr3t"),
+            "{}",
+            e.problem
+        );
+        // A look-alike is not a subdomain.
+        assert!(
+            endpoint(
+                "custom",
+                "https://api.mypurecloud.com.evil.example",
+                "https://login.mypurecloud.com"
+            )
+            .is_err()
+        );
+        // Credentials go only to the org's own region: another region's login host is refused.
+        let e = endpoint(
+            "mypurecloud.com",
+            "https://api.mypurecloud.com",
+            "https://login.usw2.pure.cloud",
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "login_base_url");
+        assert!(e.problem.contains("region"), "{}", e.problem);
+        let e = endpoint(
+            "custom",
+            "https://api.mypurecloud.com",
+            "https://login.usw2.pure.cloud",
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "login_base_url");
+        // No credentials inside a URL, and none echoed.
+        let e = endpoint(
+            "custom",
+            "https://user:s3cr3t-value@api.mypurecloud.com",
+            "https://login.mypurecloud.com",
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "api_base_url");
+        assert!(!e.problem.contains("s3cr3t"));
     }
 }

@@ -327,6 +327,18 @@ mod tests {
             ),
             source: "human".into(),
             is_calibration: false,
+            envelope: crate::output::Envelope {
+                schema_version: 1,
+                org_id: "o".parse().unwrap(),
+                region: "mypurecloud.com".into(),
+                run_id: crate::domain::RunId::try_from("20261128T000000Z-00000000".to_owned())
+                    .unwrap(),
+                window: crate::output::LineWindowIn {
+                    from: "2026-11-28T00:00:00Z".parse().unwrap(),
+                    to: "2026-11-29T00:00:00Z".parse().unwrap(),
+                    date_field: crate::domain::DateField::SubmittedDate,
+                },
+            },
         }
     }
 

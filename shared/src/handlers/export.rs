@@ -56,6 +56,8 @@ pub enum Handled {
         failed: usize,
         /// When the chain goes on (a continuation was sent), if days remain pending.
         continued: Option<Duration>,
+        /// The CloudWatch embedded-metric lines printed, one per job run ([`metrics_line`]).
+        metrics: Vec<serde_json::Value>,
     },
     /// Another invocation holds the org's lease: nothing was done (its chain sees the
     /// pending days).
@@ -102,7 +104,7 @@ fn permanent(e: &ExportError) -> bool {
         ExportError::Genesys(GenesysError::Api { status, .. }) => {
             (400..500).contains(status) && !matches!(status, 408 | 429)
         }
-        ExportError::NoProgress { .. } => true,
+        ExportError::NoProgress { .. } | ExportError::WrongOrg { .. } => true,
         _ => false,
     }
 }
@@ -142,7 +144,8 @@ pub async fn handle_message(
         .checked_sub(jiff::SignedDuration::try_from(END_MARGIN).unwrap_or_default())
         .unwrap_or(now)
         .max(now);
-    let worked = work_org(env, org_id, holder, stop_at, pending).await;
+    let mut metrics = Vec::new();
+    let worked = work_org(env, org_id, holder, stop_at, pending, &mut metrics).await;
     // Released whatever happened, so the next message or redelivery can take the org.
     let next = env
         .jobs
@@ -171,6 +174,7 @@ pub async fn handle_message(
         committed,
         failed,
         continued,
+        metrics,
     })
 }
 
@@ -182,6 +186,7 @@ async fn work_org(
     holder: &str,
     stop_at: Timestamp,
     mut pending: Vec<PendingDay>,
+    metrics: &mut Vec<serde_json::Value>,
 ) -> Result<(usize, usize), HandlerError> {
     let (mut committed, mut failed) = (0, 0);
     let mut org = match env.credentials.org(org_id).await {
@@ -231,7 +236,9 @@ async fn work_org(
         let mut auth = None;
         for (day, result) in due.iter().zip(results) {
             if let Ok(report) = &result {
-                println!("{}", metrics_line(&day.spec, report, env.clock.now()));
+                let line = metrics_line(&day.spec, report, env.clock.now());
+                println!("{line}");
+                metrics.push(line);
             }
             let settled = match result {
                 Ok(report) => match report.outcome {
@@ -239,9 +246,13 @@ async fn work_org(
                         committed += 1;
                         Some(Settled::Done)
                     }
-                    ExportOutcome::Deferred { .. } => {
+                    // A long `Retry-After` or the invocation's end: due again at `until`.
+                    ExportOutcome::Deferred { until } => {
                         stop = true;
-                        None
+                        Some(Settled::Retry {
+                            not_before: until,
+                            attempts: day.attempts,
+                        })
                     }
                     // Another process (a local run) holds the day: try again later.
                     ExportOutcome::AlreadyRunning(lease) => Some(Settled::Retry {
@@ -254,9 +265,12 @@ async fn work_org(
                     None
                 }
                 Err(e) if permanent(&e) || day.attempts + 1 >= MAX_ATTEMPTS => {
-                    tracing::error!(org_id = %org_id, day = %day.spec.day, error = %e, "day failed for good");
-                    failed += 1;
-                    Some(Settled::Done)
+                    // Recorded on the day's job record (the engine may have failed before
+                    // taking the day's lease), and off the pending set.
+                    failed +=
+                        fail_days(env, org_id, holder, std::slice::from_ref(day), &e.to_string())
+                            .await?;
+                    None
                 }
                 Err(e) => {
                     let attempts = day.attempts + 1;
@@ -330,7 +344,8 @@ async fn fail_days(
     Ok(days.len())
 }
 
-/// One CloudWatch embedded-metric-format line for a job run (namespace `scorecards`,
+/// One CloudWatch embedded-metric-format line for one run of a job — this invocation's
+/// requests, not the job's total over its runs — (namespace `scorecards`,
 /// dimension `OrgId`): `Requests`, `TokenRequests`, `Responses429`, `Retries`, `WaitedMs`
 /// (milliseconds), `Evaluations`, `Unavailable` (evaluations the API refused, listed in the
 /// manifest), `CommittedWithGaps` (1 when the day committed with unavailable evaluations)
@@ -341,7 +356,7 @@ pub fn metrics_line(
     report: &crate::engine::ExportReport,
     now: Timestamp,
 ) -> serde_json::Value {
-    let s = report.stats;
+    let s = report.run_stats;
     let names = [
         ("Requests", "Count"),
         ("TokenRequests", "Count"),
@@ -427,15 +442,20 @@ mod tests {
             date_field: DateField::SubmittedDate,
             source: Source::Both,
         };
+        let this_run = RequestStats {
+            requests: 40,
+            token_requests: 1,
+            responses_429: 2,
+            retries: 3,
+            waited_ms: 1500,
+        };
+        // Earlier runs of the job are not this invocation's metrics.
+        let mut all_runs = this_run;
+        all_runs.add(&this_run);
         let report = ExportReport {
             outcome: ExportOutcome::Deferred { until: from },
-            stats: RequestStats {
-                requests: 40,
-                token_requests: 1,
-                responses_429: 2,
-                retries: 3,
-                waited_ms: 1500,
-            },
+            stats: all_runs,
+            run_stats: this_run,
             evaluations: 120,
         };
         let line = metrics_line(&spec, &report, from);

@@ -234,7 +234,7 @@ async fn each_manifest_counts_only_its_own_requests() {
     let jobs = h.jobs(&org);
     assert!(jobs.len() > 1, "several days share one client");
     let summary = run_org(&h.exporter(&org, "t"), &jobs, &NoProgress).await;
-    let mut requests = 0;
+    let (mut requests, mut tokens) = (0, 0);
     for job in &jobs {
         let manifest =
             scorecards_shared::ports::ExportSink::manifest(h.sink.as_ref(), &job.partition())
@@ -242,11 +242,14 @@ async fn each_manifest_counts_only_its_own_requests() {
                 .unwrap()
                 .unwrap();
         assert!(manifest.stats.requests > 0);
-        requests += manifest.stats.requests + manifest.stats.token_requests;
+        requests += manifest.stats.requests;
+        tokens += manifest.stats.token_requests;
     }
+    // Besides the days: the one check of the org the credentials act in
+    // (`GET /api/v2/organizations/me`) and the token it fetched first.
     assert_eq!(
-        requests,
-        summary.stats.requests + summary.stats.token_requests
+        (requests + 1, tokens + 1),
+        (summary.stats.requests, summary.stats.token_requests)
     );
 }
 
@@ -284,5 +287,46 @@ async fn days_running_at_once_fetch_each_form_once() {
         fetched as usize,
         referenced.len(),
         "one GET per referenced form version"
+    );
+}
+
+#[tokio::test]
+async fn credentials_of_another_org_are_refused_before_anything_is_written() {
+    let h = Harness::start(Scenario::test()).await;
+    let (this, other) = (h.org(0), h.org(1));
+    // Org 0's id with org 1's hosts and client credentials: a copy-paste mistake.
+    let mixed = scorecards_shared::config::OrgSetup {
+        endpoint: scorecards_shared::genesys::OrgEndpoint::new(
+            this.endpoint.org_id.clone(),
+            other.endpoint.region.clone(),
+            other.endpoint.api_base_url.as_str(),
+            other.endpoint.login_base_url.as_str(),
+            other.endpoint.client_id.clone(),
+            other.endpoint.client_secret.clone(),
+        )
+        .unwrap(),
+        ..other.clone()
+    };
+    let jobs = h.jobs(&this);
+    let summary = run_org(&h.exporter(&mixed, "mixed"), &jobs, &NoProgress).await;
+    let OrgStatus::Failed { reason } = &summary.status else {
+        panic!("{:?}", summary.status)
+    };
+    assert!(
+        reason.contains(&format!("act in org {}", other.endpoint.org_id)),
+        "{reason}"
+    );
+    assert!(
+        !h.sink.root().join("evaluations").exists(),
+        "nothing written"
+    );
+    let stats = h.sim.stats();
+    assert_eq!(
+        stats
+            .org(other.endpoint.org_id.as_str())
+            .endpoint("search")
+            .requests,
+        0,
+        "no search with the wrong org's credentials"
     );
 }

@@ -20,14 +20,31 @@ use scorecards_shared::handlers::dispatch::{
 use scorecards_shared::handlers::export::{ExportEnv, Handled, handle_message, handle_sqs_event};
 use scorecards_shared::onboarding;
 use scorecards_shared::output::committed_by_id;
-use scorecards_shared::ports::{JobMessage, JobStatus, JobStore};
+use scorecards_shared::ports::{JobMessage, JobQueue, JobStatus, JobStore, StoreError};
 use serde_json::json;
 
 use crate::aws::{config, dynamo_store, s3_sink, unique};
 use crate::harness::{Harness, assert_same, settings};
 
+/// The SQS queue, recording what the export function sends (continuations), so a test
+/// processes exactly the message that was enqueued.
+struct RecordingQueue {
+    inner: SqsQueue,
+    sent: std::sync::Mutex<Vec<(JobMessage, Duration)>>,
+}
+
+#[async_trait::async_trait]
+impl JobQueue for RecordingQueue {
+    async fn send(&self, message: &JobMessage, delay: Duration) -> Result<(), StoreError> {
+        self.inner.send(message, delay).await?;
+        self.sent.lock().unwrap().push((message.clone(), delay));
+        Ok(())
+    }
+}
+
 struct Stack {
     h: Harness,
+    continuations: Arc<RecordingQueue>,
     dispatch: DispatchEnv<DynamoStore>,
     export: ExportEnv,
     sqs: aws_sdk_sqs::Client,
@@ -98,12 +115,16 @@ async fn stack_with(scenario: Scenario) -> Stack {
     assert_eq!(ledger.orgs().await.unwrap().len(), 1);
     let clock: Arc<dyn Clock> = Arc::new(h.clock.clone());
     let queue = Arc::new(SqsQueue::new(sqs.clone(), queue_url.clone()));
+    let continuations = Arc::new(RecordingQueue {
+        inner: SqsQueue::new(sqs.clone(), queue_url.clone()),
+        sent: Default::default(),
+    });
     let shared_store = Arc::new(StoreLedger::new(store));
     let export = ExportEnv {
         ledger: shared_store.clone(),
         jobs: shared_store,
         sink: Arc::new(s3_sink().await),
-        queue: queue.clone(),
+        queue: continuations.clone(),
         credentials: Arc::new(SecretsManagerCredentials::new(
             secrets.clone(),
             prefix.clone(),
@@ -122,6 +143,7 @@ async fn stack_with(scenario: Scenario) -> Stack {
     };
     Stack {
         h,
+        continuations,
         dispatch,
         export,
         sqs,
@@ -494,11 +516,23 @@ async fn a_long_retry_after_sends_a_continuation_instead_of_waiting() {
             .org(&s.h.sim.orgs()[0].org_id)
             .endpoint("search")
             .requests;
-    let continuation = JobMessage {
-        org_id: day.org_id.clone(),
-        request_id: "continued".into(),
-        hop: 1,
-    };
+    let sent = s.continuations.sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1, "one continuation for the org");
+    let (continuation, delay) = sent[0].clone();
+    assert_eq!(
+        (continuation.org_id.clone(), continuation.hop),
+        (day.org_id.clone(), 1)
+    );
+    assert!(
+        delay >= Duration::from_secs(900),
+        "delayed as long as SQS allows: {delay:?}"
+    );
+    let sim_before =
+        s.h.sim
+            .stats()
+            .org(&s.h.sim.orgs()[0].org_id)
+            .totals
+            .requests;
     let handled = handle_message(
         &s.export,
         &serde_json::to_string(&continuation).unwrap(),
@@ -513,11 +547,29 @@ async fn a_long_retry_after_sends_a_continuation_instead_of_waiting() {
             Handled::Worked {
                 committed: 1,
                 failed: 0,
-                continued: None
+                continued: None,
+                ..
             }
         ),
         "{handled:?}"
     );
+    // The embedded-metric line counts exactly the requests the simulator saw.
+    let Handled::Worked { metrics, .. } = &handled else {
+        unreachable!()
+    };
+    let sim_after =
+        s.h.sim
+            .stats()
+            .org(&s.h.sim.orgs()[0].org_id)
+            .totals
+            .requests;
+    let reported: u64 = metrics
+        .iter()
+        .map(|m| m["Requests"].as_u64().unwrap() + m["TokenRequests"].as_u64().unwrap())
+        .sum();
+    assert_eq!(metrics.len(), 1);
+    // The org check (`organizations/me`) of the new exporter is not one of the day's.
+    assert_eq!(reported + 1, sim_after - sim_before, "{metrics:?}");
     let searches =
         s.h.sim
             .stats()
