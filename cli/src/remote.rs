@@ -109,7 +109,7 @@ pub struct RunArgs {
 }
 
 async fn ledger(stack: &Stack) -> StoreLedger<DynamoStore> {
-    let config = aws_config::load_from_env().await;
+    let config = scorecards_shared::handlers::aws_env::sdk_config().await;
     StoreLedger::new(DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&config),
         stack.table.clone(),
@@ -118,7 +118,7 @@ async fn ledger(stack: &Stack) -> StoreLedger<DynamoStore> {
 
 /// Runs an `orgs` command.
 pub async fn orgs(command: OrgsCommand) -> anyhow::Result<ExitCode> {
-    let config = aws_config::load_from_env().await;
+    let config = scorecards_shared::handlers::aws_env::sdk_config().await;
     let secrets = aws_sdk_secretsmanager::Client::new(&config);
     match command {
         OrgsCommand::Add {
@@ -241,7 +241,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             "idempotency_key": args.idempotency_key.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         })
     };
-    let config = aws_config::load_from_env().await;
+    let config = scorecards_shared::handlers::aws_env::sdk_config().await;
     let out = aws_sdk_lambda::Client::new(&config)
         .invoke()
         .function_name(&args.dispatch_function)

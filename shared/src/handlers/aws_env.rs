@@ -46,7 +46,7 @@ fn var(name: &'static str) -> Result<String, MissingVariable> {
 
 /// The analytics function's sink (the output bucket).
 pub async fn analytics_sink() -> Result<S3Sink, MissingVariable> {
-    output_sink(&aws_config::load_from_env().await)
+    output_sink(&sdk_config().await)
 }
 
 fn output_sink(config: &aws_config::SdkConfig) -> Result<S3Sink, MissingVariable> {
@@ -59,7 +59,7 @@ fn output_sink(config: &aws_config::SdkConfig) -> Result<S3Sink, MissingVariable
 
 /// The dispatch function's ports.
 pub async fn dispatch_env() -> Result<DispatchEnv<DynamoStore>, MissingVariable> {
-    let config = aws_config::load_from_env().await;
+    let config = sdk_config().await;
     Ok(DispatchEnv {
         ledger: StoreLedger::new(DynamoStore::new(
             aws_sdk_dynamodb::Client::new(&config),
@@ -76,7 +76,7 @@ pub async fn dispatch_env() -> Result<DispatchEnv<DynamoStore>, MissingVariable>
 
 /// The export function's ports.
 pub async fn export_env() -> Result<ExportEnv, MissingVariable> {
-    let config = aws_config::load_from_env().await;
+    let config = sdk_config().await;
     let store = Arc::new(StoreLedger::new(DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&config),
         var("TABLE_NAME")?,
@@ -97,3 +97,33 @@ pub async fn export_env() -> Result<ExportEnv, MissingVariable> {
         settings: RunSettings::default(),
     })
 }
+
+/// The AWS SDK configuration every client of this product uses (functions and the CLI's
+/// stack commands), with timeouts and retries chosen on purpose rather than the SDK's
+/// defaults (which set no operation timeout: a stalled call would hold an invocation until
+/// Lambda kills it):
+/// - each attempt of a call (connect, send, read the answer) at most 5 s — DynamoDB, SQS,
+///   Secrets Manager and S3 answer in milliseconds; parts are a few MB;
+/// - a whole call, retries included, at most 20 s (under the export function's end margin);
+/// - the SDK's standard retry mode (exponential backoff with jitter on throttling and
+///   transient errors), 3 attempts.
+///
+/// Region, credentials and endpoint come from the environment as usual
+/// (`AWS_REGION`, `AWS_ENDPOINT_URL`, …).
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .operation_attempt_timeout(AWS_ATTEMPT_TIMEOUT)
+                .operation_timeout(AWS_OPERATION_TIMEOUT)
+                .build(),
+        )
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(3))
+        .load()
+        .await
+}
+
+/// Longest single attempt of an AWS call.
+pub const AWS_ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Longest AWS call, retries included.
+pub const AWS_OPERATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);

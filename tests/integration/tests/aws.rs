@@ -23,7 +23,7 @@ pub async fn config() -> aws_config::SdkConfig {
         std::env::var("AWS_ENDPOINT_URL").is_ok(),
         "AWS_ENDPOINT_URL is not set: run `bash scripts/test.sh`, which starts a local AWS emulator (moto)"
     );
-    aws_config::load_from_env().await
+    scorecards_shared::handlers::aws_env::sdk_config().await
 }
 
 pub fn unique(prefix: &str) -> String {
