@@ -267,9 +267,14 @@ async fn work_org(
                 Err(e) if permanent(&e) || day.attempts + 1 >= MAX_ATTEMPTS => {
                     // Recorded on the day's job record (the engine may have failed before
                     // taking the day's lease), and off the pending set.
-                    failed +=
-                        fail_days(env, org_id, holder, std::slice::from_ref(day), &e.to_string())
-                            .await?;
+                    failed += fail_days(
+                        env,
+                        org_id,
+                        holder,
+                        std::slice::from_ref(day),
+                        &e.to_string(),
+                    )
+                    .await?;
                     None
                 }
                 Err(e) => {

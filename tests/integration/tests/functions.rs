@@ -91,16 +91,30 @@ async fn stack_with(scenario: Scenario) -> Stack {
     )
     .await
     .expect("onboard the org");
-    // Onboarding again replaces the secret and keeps one registration.
-    onboarding::add_org(
-        &secrets,
-        &ledger,
-        &prefix,
-        &org.org_id.parse().unwrap(),
-        &secret.to_string(),
-    )
-    .await
-    .unwrap();
+    // Onboarding again replaces the secret (a rotation: another value) and keeps one
+    // registration; then the first value is put back.
+    let mut rotated = secret.clone();
+    rotated["client_secret"] = json!("rotated-value");
+    for value in [&rotated, &secret] {
+        onboarding::add_org(
+            &secrets,
+            &ledger,
+            &prefix,
+            &org.org_id.parse().unwrap(),
+            &value.to_string(),
+        )
+        .await
+        .unwrap();
+        let stored = secrets
+            .get_secret_value()
+            .secret_id(format!("{prefix}{}", org.org_id))
+            .send()
+            .await
+            .unwrap();
+        let stored: serde_json::Value =
+            serde_json::from_str(stored.secret_string().unwrap()).unwrap();
+        assert_eq!(&stored, value, "the stored secret is the new one");
+    }
     assert_eq!(ledger.orgs().await.unwrap().len(), 1);
     // Bad credentials are refused before anything is written.
     let refused = onboarding::add_org(
