@@ -369,6 +369,14 @@ async fn dispatch_then_export_lands_the_ground_truth_in_s3() {
         .unwrap();
     assert_eq!(again, response);
     assert!(s.drain().await.is_empty());
+    // The same key for another request is a conflict, and enqueues nothing.
+    let mut other = s.request("backfill-1");
+    other["source"] = json!("human");
+    assert!(matches!(
+        dispatch_json(&s.dispatch, other).await,
+        Err(DispatchError::Conflict(key)) if key == "backfill-1"
+    ));
+    assert!(s.drain().await.is_empty());
 
     // A removed org can no longer be dispatched.
     let secrets = aws_sdk_secretsmanager::Client::new(&config().await);
@@ -428,6 +436,18 @@ async fn bad_requests_are_rejected_with_the_field_and_enqueue_nothing() {
             "date_field",
         ),
         (json!({"org": [org]}), "request"),
+        (
+            json!({"orgs": [org], "from": "2026-11-01", "to": "2026-11-02", "idempotency_key": "k".repeat(10_000)}),
+            "idempotency_key",
+        ),
+        (
+            json!({"orgs": [org], "from": "2026-11-01", "to": "2026-11-02", "idempotency_key": "a/../b"}),
+            "idempotency_key",
+        ),
+        (
+            json!({"orgs": ["../etc"], "from": "2026-11-01", "to": "2026-11-02", "idempotency_key": "k"}),
+            "org_id",
+        ),
     ];
     for (request, field) in cases {
         match dispatch_json(&s.dispatch, request.clone()).await {
