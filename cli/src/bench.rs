@@ -419,7 +419,10 @@ async fn run_fleet(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         "bench --fleet: {} orgs ({}), {} evaluations per org and day, quota {} requests per {} ms per org; {} invocations at once, {} s each; stagger {} ms",
         config.orgs,
         if config.backfill_days > 0 {
-            format!("one with a {}-day backfill, the others one day", config.backfill_days)
+            format!(
+                "one with a {}-day backfill, the others one day",
+                config.backfill_days
+            )
         } else {
             "one day each".into()
         },
@@ -452,7 +455,10 @@ async fn run_fleet(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         };
         let without = fleet::run_fleet(&without_config).await?;
         runs.push((
-            format!("Fleet: the same {} one-day orgs without the backfill", without_config.orgs),
+            format!(
+                "Fleet: the same {} one-day orgs without the backfill",
+                without_config.orgs
+            ),
             without_config,
             without,
         ));
@@ -462,7 +468,8 @@ async fn run_fleet(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     }
     if let [(_, _, with), (_, _, without)] = &runs[..] {
         let p50 = |f: &fleet::FleetFigures| fleet::quantile(&f.one_day_completion, 0.5);
-        let max = |f: &fleet::FleetFigures| f.one_day_completion.last().copied().unwrap_or(f64::NAN);
+        let max =
+            |f: &fleet::FleetFigures| f.one_day_completion.last().copied().unwrap_or(f64::NAN);
         println!();
         println!(
             "One-day orgs with the backfill present ÷ without it: p50 {:.2}x, max {:.2}x",

@@ -114,6 +114,8 @@ pub struct FleetFigures {
     pub already_running: u64,
     /// Invocations that failed or ran out of time (their message came back).
     pub redelivered: u64,
+    /// Invocation time summed over every invocation (slot-seconds used).
+    pub busy: Duration,
     /// Store operations by item kind.
     pub store_ops: OpCounts,
     /// Days not committed at the end (their last status).
@@ -139,6 +141,8 @@ impl FleetFigures {
 pub struct OpCounts {
     /// Rate ledger (`bucket#…`): holders' renewals, shared Retry-After deadlines.
     pub rate: u64,
+    /// Conditional writes among `rate` (a renewal is one read and one write).
+    pub rate_writes: u64,
     /// Org work items (`work#…`): lease, pending days.
     pub work: u64,
     /// Job records (`job#…`): day leases, checkpoints, status.
@@ -186,6 +190,9 @@ impl ConditionalStore for CountingStore {
         expires_at: Option<Timestamp>,
     ) -> Result<bool, StoreError> {
         self.count(key);
+        if key.starts_with("bucket#") {
+            self.counts.lock().expect("counter lock").rate_writes += 1;
+        }
         self.inner.put_if(key, expected, value, expires_at).await
     }
 }
@@ -214,9 +221,7 @@ impl SimQueue {
     fn pop(&self, now: Instant) -> Result<String, Option<Instant>> {
         let mut messages = self.messages.lock().expect("queue lock");
         match messages.peek() {
-            Some(Reverse((at, _, _))) if *at <= now => {
-                Ok(messages.pop().expect("peeked").0.2)
-            }
+            Some(Reverse((at, _, _))) if *at <= now => Ok(messages.pop().expect("peeked").0.2),
             Some(Reverse((at, _, _))) => Err(Some(*at)),
             None => Err(None),
         }
@@ -265,10 +270,7 @@ impl CredentialSource for SimCredentials {
     }
 
     async fn forget(&self, org_id: &OrgId) {
-        self.cached
-            .lock()
-            .expect("credentials lock")
-            .remove(org_id);
+        self.cached.lock().expect("credentials lock").remove(org_id);
     }
 }
 
@@ -303,7 +305,9 @@ async fn start_sims(config: &FleetConfig) -> anyhow::Result<(Option<SimHandle>, 
         .with_seed(seed);
         s.days_before = days;
         match config.latency_ms {
-            Some((min_ms, max_ms)) => s.with_latency(genesys_sim::LatencySpec::uniform(min_ms, max_ms)),
+            Some((min_ms, max_ms)) => {
+                s.with_latency(genesys_sim::LatencySpec::uniform(min_ms, max_ms))
+            }
             None => s,
         }
     };
@@ -412,6 +416,7 @@ pub async fn run_fleet(config: &FleetConfig) -> anyhow::Result<FleetFigures> {
         .collect();
     let mut running = tokio::task::JoinSet::new();
     let (mut invocations, mut already_running, mut redelivered) = (0u64, 0u64, 0u64);
+    let mut busy = Duration::ZERO;
     loop {
         let mut next_visible = None;
         while !idle.is_empty() {
@@ -447,6 +452,7 @@ pub async fn run_fleet(config: &FleetConfig) -> anyhow::Result<FleetFigures> {
             Some(done) = running.join_next(), if !running.is_empty() => {
                 let (env, body, received, handled) = done?;
                 idle.push(env);
+                busy += received.elapsed();
                 match handled {
                     Some(Some(Handled::AlreadyRunning)) => already_running += 1,
                     Some(Some(_)) => {}
@@ -496,11 +502,7 @@ pub async fn run_fleet(config: &FleetConfig) -> anyhow::Result<FleetFigures> {
     for (setup, sim) in &setups {
         let org_id = &setup.endpoint.org_id;
         let days = days_of.get(org_id).cloned().unwrap_or_default();
-        let done = days
-            .iter()
-            .filter_map(|(_, at)| *at)
-            .max()
-            .map(since_start);
+        let done = days.iter().filter_map(|(_, at)| *at).max().map(since_start);
         if Some(org_id) == backfill_org.as_ref() {
             backfill_completion = done;
         } else if let Some(done) = done {
@@ -560,6 +562,7 @@ pub async fn run_fleet(config: &FleetConfig) -> anyhow::Result<FleetFigures> {
         invocations,
         already_running,
         redelivered,
+        busy,
         store_ops,
         not_committed,
         orgs_equal_truth,
@@ -609,16 +612,28 @@ pub fn print(title: &str, config: &FleetConfig, f: &FleetFigures) {
         f.already_running,
         f.redelivered,
     );
+    println!(
+        "  invocations busy {:.1} s in all ({:.0} % of {} slots x wall), {:.2} s per invocation",
+        f.busy.as_secs_f64(),
+        100.0 * f.busy.as_secs_f64() / (config.concurrency as f64 * f.wall.as_secs_f64()),
+        config.concurrency,
+        f.busy.as_secs_f64() / f.invocations.max(1) as f64,
+    );
     let ops = f.store_ops;
     println!(
         "  requests: {} API + {} token; 429s {}; quota violations {}; most in one window {}/{}",
-        f.api_requests, f.token_requests, f.responses_429, f.quota_violations, f.max_in_window,
+        f.api_requests,
+        f.token_requests,
+        f.responses_429,
+        f.quota_violations,
+        f.max_in_window,
         config.allowed,
     );
     println!(
-        "  state operations per API request: rate ledger {:.4} ({} ops), all state {:.4} (org work {}, jobs {}, other {})",
+        "  state operations per API request: rate ledger {:.4} ({} ops, {:.4} writes), all state {:.4} (org work {}, jobs {}, other {})",
         per(ops.rate, f.api_requests),
         ops.rate,
+        per(ops.rate_writes, f.api_requests),
         per(ops.total(), f.api_requests),
         ops.work,
         ops.jobs,
