@@ -26,17 +26,18 @@ use scorecards_shared::runner::{
 };
 use secrecy::SecretString;
 
+use crate::fleet;
 use crate::report::per_thousand;
 
 /// Options of `scorecards bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Simulated orgs.
-    #[arg(long, default_value_t = 20)]
-    orgs: usize,
-    /// Evaluations per org.
-    #[arg(long, default_value_t = 3000)]
-    evaluations: usize,
+    /// Simulated orgs [default: 20; 200 with --fleet, the backfill org included].
+    #[arg(long)]
+    orgs: Option<usize>,
+    /// Evaluations per org [default: 3000; with --fleet, per org and day: 100].
+    #[arg(long)]
+    evaluations: Option<usize>,
     /// Requests allowed per token and window (Genesys: 300 per 60 s).
     #[arg(long, default_value_t = 100)]
     allowed: u32,
@@ -59,6 +60,26 @@ pub struct BenchArgs {
     /// exporter (it learns them from the responses).
     #[arg(long, default_value = "default", value_parser = ["default", "pessimistic"])]
     scenario: String,
+    /// The AWS flow instead: dispatch and export handlers in this process, an in-memory
+    /// queue and a simulated Lambda (README "Fleet benchmark"). Run once with one org's
+    /// backfill and again without it.
+    #[arg(long)]
+    fleet: bool,
+    /// With --fleet: days the backfill org asks for (0: no backfill org, one run).
+    #[arg(long, default_value_t = 60, requires = "fleet")]
+    backfill_days: u32,
+    /// With --fleet: export invocations at once (the function's maximum concurrency).
+    #[arg(long, default_value_t = 20, requires = "fleet")]
+    concurrency: usize,
+    /// With --fleet: time limit of one export invocation, seconds (the export stops 20 s
+    /// before it to checkpoint and send the continuation).
+    #[arg(long, default_value_t = 60, requires = "fleet")]
+    invocation_secs: u64,
+    /// With --fleet: delay dispatch adds per message, milliseconds [default: the stack's
+    /// 200 ms scaled by Genesys's 5 requests/s ÷ the simulator's rate: 50 ms at 100 per
+    /// 5,000 ms].
+    #[arg(long, requires = "fleet")]
+    stagger_ms: Option<u64>,
 }
 
 impl BenchArgs {
@@ -142,7 +163,7 @@ fn jobs_for(sim: &SimHandle, org: &OrgSetup) -> anyhow::Result<Vec<JobSpec>> {
 /// Whether the committed output of `org` equals the simulator's ground truth, byte for
 /// byte, with no duplicate and no day missing — less the evaluations the simulator refuses
 /// (outside the client's divisions), which the manifests must list as unavailable.
-async fn equals_truth(
+pub(crate) async fn equals_truth(
     sim: &SimHandle,
     sink: &dyn ExportSink,
     org: &OrgSetup,
@@ -290,7 +311,7 @@ async fn run_strategy(
 /// each exporting half of the days; the org's quota is enforced org-wide by the simulator.
 async fn run_shared(args: &BenchArgs) -> anyhow::Result<()> {
     let scenario = args
-        .scenario(1, args.evaluations * 2)
+        .scenario(1, args.evaluations.unwrap_or(3000) * 2)
         .map_orgs(|o| o.org_limit = Some(RateLimitSpec::new(o.limit.allowed, o.limit.window_ms)));
     let sim = genesys_sim::start(scenario).await?;
     let org = sim_orgs(&sim, !args.pessimistic())?.remove(0);
@@ -369,16 +390,110 @@ async fn run_shared(args: &BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs the fleet benchmark: with the backfill, then without it.
+async fn run_fleet(args: &BenchArgs) -> anyhow::Result<ExitCode> {
+    if args.pessimistic() {
+        anyhow::bail!("--fleet runs the default scenario only");
+    }
+    if args.concurrency == 0 {
+        anyhow::bail!("--concurrency must be at least 1");
+    }
+    let rate = f64::from(args.allowed) * 1000.0 / args.window_ms as f64;
+    let stagger = match args.stagger_ms {
+        Some(ms) => Duration::from_millis(ms),
+        None => Duration::from_secs_f64(0.2 * 5.0 / rate),
+    };
+    let config = fleet::FleetConfig {
+        orgs: args.orgs.unwrap_or(200),
+        backfill_days: args.backfill_days,
+        evaluations_per_day: args.evaluations.unwrap_or(100),
+        allowed: args.allowed,
+        window_ms: args.window_ms,
+        concurrency: args.concurrency,
+        invocation: Duration::from_secs(args.invocation_secs),
+        stagger,
+        seed: 99,
+        latency_ms: None,
+    };
+    eprintln!(
+        "bench --fleet: {} orgs ({}), {} evaluations per org and day, quota {} requests per {} ms per org; {} invocations at once, {} s each; stagger {} ms",
+        config.orgs,
+        if config.backfill_days > 0 {
+            format!(
+                "one with a {}-day backfill, the others one day",
+                config.backfill_days
+            )
+        } else {
+            "one day each".into()
+        },
+        config.evaluations_per_day,
+        config.allowed,
+        config.window_ms,
+        config.concurrency,
+        args.invocation_secs,
+        stagger.as_millis(),
+    );
+    let with = fleet::run_fleet(&config).await?;
+    let mut runs = vec![(
+        if config.backfill_days > 0 {
+            format!(
+                "Fleet: {} orgs, one with a {}-day backfill dispatched first",
+                config.orgs, config.backfill_days
+            )
+        } else {
+            format!("Fleet: {} orgs, one day each", config.orgs)
+        },
+        config.clone(),
+        with,
+    )];
+    if config.backfill_days > 0 {
+        eprintln!("running the same fleet without the backfill org");
+        let without_config = fleet::FleetConfig {
+            orgs: config.orgs - 1,
+            backfill_days: 0,
+            ..config.clone()
+        };
+        let without = fleet::run_fleet(&without_config).await?;
+        runs.push((
+            format!(
+                "Fleet: the same {} one-day orgs without the backfill",
+                without_config.orgs
+            ),
+            without_config,
+            without,
+        ));
+    }
+    for (title, config, figures) in &runs {
+        fleet::print(title, config, figures);
+    }
+    if let [(_, _, with), (_, _, without)] = &runs[..] {
+        let p50 = |f: &fleet::FleetFigures| fleet::quantile(&f.one_day_completion, 0.5);
+        let max =
+            |f: &fleet::FleetFigures| f.one_day_completion.last().copied().unwrap_or(f64::NAN);
+        println!();
+        println!(
+            "One-day orgs with the backfill present ÷ without it: p50 {:.2}x, max {:.2}x",
+            p50(with) / p50(without),
+            max(with) / max(without),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Runs the benchmark and prints its tables.
 pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    if args.orgs == 0 || args.allowed == 0 || args.window_ms == 0 || args.in_flight == 0 {
+    if args.orgs == Some(0) || args.allowed == 0 || args.window_ms == 0 || args.in_flight == 0 {
         anyhow::bail!("--orgs, --allowed, --window-ms and --in-flight must be at least 1");
     }
-    let scenario = || args.scenario(args.orgs, args.evaluations);
+    if args.fleet {
+        return run_fleet(&args).await;
+    }
+    let (orgs, evaluations) = (args.orgs.unwrap_or(20), args.evaluations.unwrap_or(3000));
+    let scenario = || args.scenario(orgs, evaluations);
     eprintln!(
         "bench: {} orgs x {} evaluations, quota {} requests per {} ms per org{}; strategies one after another",
-        args.orgs,
-        args.evaluations,
+        orgs,
+        evaluations,
         args.allowed,
         args.window_ms,
         if args.pessimistic() {

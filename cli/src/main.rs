@@ -3,6 +3,7 @@
 
 mod bench;
 mod export;
+mod fleet;
 mod probe;
 mod remote;
 mod report;
