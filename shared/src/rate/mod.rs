@@ -316,9 +316,15 @@ impl RateControl {
         }
     }
 
-    /// How often a holder pacing at `rate_per_sec` renews: about once per 10 requests
-    /// (≤ 1 ledger write per 10 API requests), between 250 ms and `renew_every`.
-    fn renew_interval(&self, rate_per_sec: f64) -> Duration {
+    /// How often a holder pacing at `rate_per_sec` renews. Sharing the bucket: about once
+    /// per 10 requests, between 250 ms and `renew_every`, so a deadline or a share change
+    /// reaches every holder soon. Alone (the usual case: one export chain per org): every
+    /// `renew_every`, which is all a joiner relies on (it waits `renew_every` and one span
+    /// before its first request), so a lone holder spends few ledger operations per request.
+    fn renew_interval(&self, rate_per_sec: f64, holders: u32) -> Duration {
+        if holders <= 1 {
+            return self.config.renew_every;
+        }
         Duration::from_secs_f64(10.0 / rate_per_sec.max(1e-3)).clamp(
             Duration::from_millis(250).min(self.config.renew_every),
             self.config.renew_every,
@@ -337,7 +343,8 @@ impl RateControl {
                 return Ok(());
             }
             let first = local.next_renew.is_none();
-            let interval = self.renew_interval(local.rate_per_sec(&self.config, now));
+            let holders = local.holders;
+            let interval = self.renew_interval(local.rate_per_sec(&self.config, now), holders);
             local.next_renew = Some(clock::add(now, interval));
             (local.unpublished.take(), first)
         };
