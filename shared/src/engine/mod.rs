@@ -550,6 +550,10 @@ impl Exporter {
             && (run.cp.carried_parts > 0 || run.cp.carried_from.is_some())
         {
             // Another commit came in since this refresh started carrying: start over.
+            run.cp = Checkpoint {
+                stats: run.cp.stats,
+                ..new_checkpoint(spec, self.clock.now())
+            };
             return Err(ExportError::Incomplete(
                 "the day was committed again while this run refreshed it; the next run starts over"
                     .into(),
