@@ -12,6 +12,9 @@
 //!   stored, then reported failed; a commit whose manifest was written, then reported
 //!   failed). The caller cannot tell the two apart, which is the point.
 //!
+//! A plan can also **delay** writes (conditional writes, PUTs, commits; see
+//! [`Faults::with_delays`]): the call is held for a while, then takes effect with its real
+//! answer — a slow request, or a paused process whose write lands after its lease ran out.
 //! Reads (`get`, `exists`, `verify`, `manifest_version`) can only fail before. Every
 //! injected fault is counted by [`FaultKind`].
 //!
@@ -43,6 +46,9 @@ const BACKEND: &str = "injected-fault";
 pub enum FaultKind {
     /// A [`ConditionalStore::get`] failed.
     StoreReadFailed,
+    /// A [`ConditionalStore::put_if`] was held for a while before it took effect (a slow
+    /// request or a paused process: meanwhile a lease may run out).
+    StoreWriteDelayed,
     /// A [`ConditionalStore::put_if`] failed before it took effect.
     StoreWriteFailed,
     /// A [`ConditionalStore::put_if`] took effect (or was refused by its condition), but
@@ -50,6 +56,8 @@ pub enum FaultKind {
     StoreWriteAnswerLost,
     /// A sink read (`get`, `exists`, `verify`, `manifest_version`) failed.
     SinkReadFailed,
+    /// An [`ExportSink::put`] was held for a while before it took effect.
+    PutDelayed,
     /// An [`ExportSink::put`] failed before anything was stored.
     PutFailed,
     /// An [`ExportSink::put`] stored the object, then reported a failure.
@@ -58,6 +66,8 @@ pub enum FaultKind {
     DeleteFailed,
     /// An [`ExportSink::delete`] deleted the object, then reported a failure.
     DeleteAnswerLost,
+    /// An [`ExportSink::commit`] was held for a while before it took effect.
+    CommitDelayed,
     /// An [`ExportSink::commit`] failed before the manifest was written.
     CommitFailed,
     /// An [`ExportSink::commit`] ran (the manifest was written, or the condition refused
@@ -71,15 +81,18 @@ pub enum FaultKind {
 
 impl FaultKind {
     /// Every kind, in report order.
-    pub const ALL: [FaultKind; 12] = [
+    pub const ALL: [FaultKind; 15] = [
         FaultKind::StoreReadFailed,
+        FaultKind::StoreWriteDelayed,
         FaultKind::StoreWriteFailed,
         FaultKind::StoreWriteAnswerLost,
         FaultKind::SinkReadFailed,
+        FaultKind::PutDelayed,
         FaultKind::PutFailed,
         FaultKind::PutAnswerLost,
         FaultKind::DeleteFailed,
         FaultKind::DeleteAnswerLost,
+        FaultKind::CommitDelayed,
         FaultKind::CommitFailed,
         FaultKind::CommitAnswerLost,
         FaultKind::SendFailed,
@@ -90,6 +103,9 @@ impl FaultKind {
     pub fn name(self) -> &'static str {
         match self {
             FaultKind::StoreReadFailed => "store_read_failed",
+            FaultKind::StoreWriteDelayed => "store_write_delayed",
+            FaultKind::PutDelayed => "put_delayed",
+            FaultKind::CommitDelayed => "commit_delayed",
             FaultKind::StoreWriteFailed => "store_write_failed",
             FaultKind::StoreWriteAnswerLost => "store_write_answer_lost",
             FaultKind::SinkReadFailed => "sink_read_failed",
@@ -163,6 +179,8 @@ impl FaultCounts {
 enum When {
     Before,
     After,
+    /// The call is held this long (real time), then runs normally.
+    Delayed(Duration),
 }
 
 /// A seeded fault plan shared by the wrappers of one caller: each call draws whether it
@@ -174,6 +192,8 @@ pub struct Faults {
     rng: Mutex<ChaCha8Rng>,
     probability: f64,
     after_share: f64,
+    delay_share: f64,
+    max_delay: Duration,
     counts: [AtomicU64; FaultKind::ALL.len()],
     commits: AtomicU64,
     commit_conflicts: AtomicU64,
@@ -193,10 +213,22 @@ impl Faults {
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
             probability: probability.clamp(0.0, 1.0),
             after_share: after_share.clamp(0.0, 1.0),
+            delay_share: 0.0,
+            max_delay: Duration::ZERO,
             counts: Default::default(),
             commits: AtomicU64::new(0),
             commit_conflicts: AtomicU64::new(0),
         }
+    }
+
+    /// Of the faults drawn for writes, `share` (clamped to 0..=1) hold the write for up to
+    /// `max_delay` (real time, uniform) before it takes effect, then let it through with its
+    /// real answer: a slow request, or a process paused while its lease runs out, whose write
+    /// lands late. Default: none.
+    pub fn with_delays(mut self, share: f64, max_delay: Duration) -> Self {
+        self.delay_share = share.clamp(0.0, 1.0);
+        self.max_delay = max_delay;
+        self
     }
 
     /// A plan that injects nothing (the wrappers pass every call through).
@@ -226,7 +258,7 @@ impl Faults {
 
     /// Draws for one call: `None` (no fault), or when it strikes. Reads pass
     /// `can_take_effect = false` and only ever fail before.
-    fn draw(&self, can_take_effect: bool) -> Option<When> {
+    fn draw(&self, can_take_effect: bool, can_delay: bool) -> Option<When> {
         if self.probability <= 0.0 {
             return None;
         }
@@ -234,7 +266,14 @@ impl Faults {
         if !rng.random_bool(self.probability) {
             return None;
         }
-        if can_take_effect && rng.random_bool(self.after_share) {
+        if !can_take_effect {
+            return Some(When::Before);
+        }
+        if can_delay && !self.max_delay.is_zero() && rng.random_bool(self.delay_share) {
+            let ms = self.max_delay.as_millis().max(1) as u64;
+            return Some(When::Delayed(Duration::from_millis(rng.random_range(1..=ms))));
+        }
+        if rng.random_bool(self.after_share) {
             Some(When::After)
         } else {
             Some(When::Before)
@@ -257,25 +296,34 @@ impl Faults {
         what: &str,
         call: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        match self.draw(false) {
+        match self.draw(false, false) {
             Some(_) => Err(self.inject(FaultKind::SinkReadFailed, what)),
             None => call.await,
         }
     }
 
-    /// Runs a write, failing it before it runs (`before`) or after it ran (`after`) when
-    /// the draw says so. `observe` sees the real answer of a call that ran.
+    /// Runs a write, failing it before it runs (`before`) or after it ran (`after`), or
+    /// holding it (`delayed`) when the draw says so. `observe` sees the real answer of a call
+    /// that ran.
     async fn write<T>(
         &self,
+        delayed: Option<FaultKind>,
         before: FaultKind,
         after: FaultKind,
         what: &str,
         call: impl Future<Output = Result<T, StoreError>>,
         observe: impl FnOnce(&T),
     ) -> Result<T, StoreError> {
-        let when = self.draw(true);
-        if when == Some(When::Before) {
-            return Err(self.inject(before, what));
+        let when = self.draw(true, delayed.is_some());
+        match when {
+            Some(When::Before) => return Err(self.inject(before, what)),
+            Some(When::Delayed(hold)) => {
+                if let Some(kind) = delayed {
+                    self.counts[kind.index()].fetch_add(1, Ordering::Relaxed);
+                }
+                tokio::time::sleep(hold).await;
+            }
+            _ => {}
         }
         let answer = call.await?;
         observe(&answer);
@@ -305,7 +353,7 @@ impl<S: ConditionalStore> FaultyStore<S> {
 #[async_trait]
 impl<S: ConditionalStore> ConditionalStore for FaultyStore<S> {
     async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
-        match self.faults.draw(false) {
+        match self.faults.draw(false, false) {
             Some(_) => Err(self
                 .faults
                 .inject(FaultKind::StoreReadFailed, &format!("get {key}"))),
@@ -322,6 +370,7 @@ impl<S: ConditionalStore> ConditionalStore for FaultyStore<S> {
     ) -> Result<bool, StoreError> {
         self.faults
             .write(
+                Some(FaultKind::StoreWriteDelayed),
                 FaultKind::StoreWriteFailed,
                 FaultKind::StoreWriteAnswerLost,
                 &format!("conditional write {key}"),
@@ -351,6 +400,7 @@ impl<K: ExportSink> ExportSink for FaultySink<K> {
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
         self.faults
             .write(
+                Some(FaultKind::PutDelayed),
                 FaultKind::PutFailed,
                 FaultKind::PutAnswerLost,
                 &format!("put {key}"),
@@ -363,6 +413,7 @@ impl<K: ExportSink> ExportSink for FaultySink<K> {
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.faults
             .write(
+                None,
                 FaultKind::DeleteFailed,
                 FaultKind::DeleteAnswerLost,
                 &format!("delete {key}"),
@@ -407,6 +458,7 @@ impl<K: ExportSink> ExportSink for FaultySink<K> {
         let faults = &self.faults;
         faults
             .write(
+                Some(FaultKind::CommitDelayed),
                 FaultKind::CommitFailed,
                 FaultKind::CommitAnswerLost,
                 &format!("commit {}", manifest.partition().manifest_key()),
@@ -452,6 +504,7 @@ impl<Q: JobQueue> JobQueue for FaultyQueue<Q> {
     async fn send(&self, message: &JobMessage, delay: Duration) -> Result<(), StoreError> {
         self.faults
             .write(
+                None,
                 FaultKind::SendFailed,
                 FaultKind::SendAnswerLost,
                 &format!("send job {}", message.job.key()),
