@@ -11,8 +11,11 @@
 //! - [`rate`]: per-bucket pacing, AIMD and the shared `blocked_until` deadline.
 //! - [`engine`]: discovery, bulk fetch, dedupe, parts, checkpoints and the manifest.
 //! - [`adapters`]: in-memory, SQLite and local-directory implementations of the ports.
+//! - `chaos` (feature `chaos`): a seeded fault campaign against the simulator.
 
 pub mod adapters;
+#[cfg(feature = "chaos")]
+pub mod chaos;
 pub mod clock;
 pub mod config;
 pub mod domain;
