@@ -42,7 +42,10 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
         "orgs, days, evals    {} orgs, {} days, {} evaluations",
         r.orgs, r.jobs, r.evaluations
     );
-    println!("faults injected      {} in the job store, ledger and sink:", r.faults.total());
+    println!(
+        "faults injected      {} in the job store, ledger and sink:",
+        r.faults.total()
+    );
     for (kind, n) in r.faults.iter() {
         if n > 0 {
             println!("  {:<24} {n}", kind.name());

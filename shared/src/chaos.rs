@@ -197,8 +197,8 @@ pub fn scenario(seed: u64) -> Scenario {
 /// One seeded API fault: where it fires is a small request number, or a small probability
 /// with a cap.
 fn api_fault(rng: &mut ChaCha8Rng) -> FaultSpec {
-    let endpoint = [EndpointSel::Search, EndpointSel::Query, EndpointSel::Get]
-        [rng.random_range(0..3)];
+    let endpoint =
+        [EndpointSel::Search, EndpointSel::Query, EndpointSel::Get][rng.random_range(0..3)];
     let mut fault = match rng.random_range(0..10) {
         0 | 1 => FaultSpec::new(ApiFault::HttpError, endpoint, &[])
             .status([500, 502, 503, 504][rng.random_range(0..4)])
@@ -359,7 +359,12 @@ pub async fn run_seed(seed: u64, max_attempts: u32) -> CampaignReport {
         report.jobs += jobs.len() as u64;
         report.evaluations += check_org(&world, &sim, org, jobs, &mut report.violations).await;
     }
-    report.api_faults = sim.stats().orgs.values().map(|o| o.totals.faults_injected).sum();
+    report.api_faults = sim
+        .stats()
+        .orgs
+        .values()
+        .map(|o| o.totals.faults_injected)
+        .sum();
     sim.shutdown();
     report
 }
@@ -599,8 +604,14 @@ async fn check_org(
                 violation(format!("{day}: evaluation {} is in the day twice", e.id));
             }
         }
-        let missing: Vec<&String> = truth.keys().filter(|k| !exported.contains_key(*k)).collect();
-        let extra: Vec<&String> = exported.keys().filter(|k| !truth.contains_key(*k)).collect();
+        let missing: Vec<&String> = truth
+            .keys()
+            .filter(|k| !exported.contains_key(*k))
+            .collect();
+        let extra: Vec<&String> = exported
+            .keys()
+            .filter(|k| !truth.contains_key(*k))
+            .collect();
         let differ: Vec<&String> = truth
             .iter()
             .filter(|(k, v)| exported.get(*k).is_some_and(|e| e != *v))

@@ -34,8 +34,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::ports::{
-    ConditionalStore, ExportSink, JobMessage, JobQueue, Manifest, PartInfo, Partition,
-    StoreError, Versioned,
+    ConditionalStore, ExportSink, JobMessage, JobQueue, Manifest, PartInfo, Partition, StoreError,
+    Versioned,
 };
 
 /// The backend name of injected errors.
@@ -271,7 +271,9 @@ impl Faults {
         }
         if can_delay && !self.max_delay.is_zero() && rng.random_bool(self.delay_share) {
             let ms = self.max_delay.as_millis().max(1) as u64;
-            return Some(When::Delayed(Duration::from_millis(rng.random_range(1..=ms))));
+            return Some(When::Delayed(Duration::from_millis(
+                rng.random_range(1..=ms),
+            )));
         }
         if rng.random_bool(self.after_share) {
             Some(When::After)
@@ -541,7 +543,10 @@ mod tests {
         let counts = before.faults.counts();
         assert_eq!(counts.get(FaultKind::StoreWriteFailed), 1);
         assert_eq!(counts.get(FaultKind::StoreReadFailed), 1);
-        assert_eq!(after.faults.counts().get(FaultKind::StoreWriteAnswerLost), 1);
+        assert_eq!(
+            after.faults.counts().get(FaultKind::StoreWriteAnswerLost),
+            1
+        );
     }
 
     #[tokio::test]
