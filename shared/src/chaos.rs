@@ -175,7 +175,7 @@ pub async fn run_campaign(config: &CampaignConfig) -> CampaignReport {
 /// The simulated world of `seed`: the `test` orgs (plus a third one for some seeds), 20–45
 /// evaluations each over two days, and one to three API faults per org.
 pub fn scenario(seed: u64) -> Scenario {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0f_5ce0a210);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x005e_ed0f_5ce0_a210);
     let mut sc = Scenario::test().with_seed(seed);
     sc.name = format!("chaos-{seed}");
     sc.days_before = 2;
