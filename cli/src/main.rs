@@ -2,6 +2,7 @@
 //! orgs or the bundled simulator, and benchmark the rate control.
 
 mod bench;
+mod chaos;
 mod export;
 mod fleet;
 mod probe;
@@ -31,6 +32,9 @@ enum Command {
     Probe(probe::ProbeArgs),
     /// Compare this engine with naive strategies against the simulator.
     Bench(bench::BenchArgs),
+    /// Run the seeded fault campaign against the simulator: faults in the API, the job
+    /// store, the rate ledger and the output; checks every day is committed exactly once.
+    Chaos(chaos::ChaosArgs),
     /// Onboard, list and remove orgs of a deployed stack.
     #[command(subcommand)]
     Orgs(remote::OrgsCommand),
@@ -62,6 +66,7 @@ async fn main() -> ExitCode {
         Command::Export(args) => (export::run(args).await, 2),
         Command::Bench(args) => (bench::run(args).await, 2),
         Command::Probe(args) => (probe::run(args).await, 2),
+        Command::Chaos(args) => (chaos::run(args).await, 1),
         Command::Orgs(command) => (remote::orgs(command).await, 1),
         Command::Run(args) => (remote::run(args).await, 1),
         Command::Status { stack, job_id } => (remote::status(stack, job_id).await, 1),

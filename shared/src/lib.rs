@@ -12,8 +12,11 @@
 //! - [`engine`]: discovery, bulk fetch, dedupe, parts, checkpoints and the manifest.
 //! - [`probe`]: which answer an org gives to each undocumented API behaviour (read-only).
 //! - [`adapters`]: in-memory, SQLite and local-directory implementations of the ports.
+//! - `chaos` (feature `chaos`): a seeded fault campaign against the simulator.
 
 pub mod adapters;
+#[cfg(feature = "chaos")]
+pub mod chaos;
 pub mod clock;
 pub mod config;
 pub mod domain;

@@ -6,8 +6,12 @@
 //! - [`local_dir::LocalDirSink`]: an `ExportSink` in a local directory.
 //! - [`dynamodb::DynamoStore`], [`s3::S3Sink`], [`sqs::SqsQueue`] and
 //!   [`secrets::SecretsManagerCredentials`]: the ports on AWS.
+//! - [`faulty::FaultyStore`], [`faulty::FaultySink`] and [`faulty::FaultyQueue`]: wrappers
+//!   that fail seeded calls before or after they take effect (fault campaigns; not used in
+//!   production).
 
 pub mod dynamodb;
+pub mod faulty;
 pub mod ledger;
 pub mod local_dir;
 pub mod memory;

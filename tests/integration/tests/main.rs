@@ -4,6 +4,7 @@
 mod harness;
 
 mod aws;
+mod chaos;
 mod export;
 mod faults;
 mod fencing;
