@@ -31,9 +31,9 @@ use crate::report::per_thousand;
 /// Options of `scorecards bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Simulated orgs.
-    #[arg(long, default_value_t = 20)]
-    orgs: usize,
+    /// How many simulated orgs. `--orgs` is accepted too.
+    #[arg(long, default_value_t = 20, alias = "orgs")]
+    org_count: usize,
     /// Evaluations per org.
     #[arg(long, default_value_t = 3000)]
     evaluations: usize,
@@ -371,13 +371,16 @@ async fn run_shared(args: &BenchArgs) -> anyhow::Result<()> {
 
 /// Runs the benchmark and prints its tables.
 pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    if args.orgs == 0 || args.allowed == 0 || args.window_ms == 0 || args.in_flight == 0 {
-        anyhow::bail!("--orgs, --allowed, --window-ms and --in-flight must be at least 1");
+    if args.org_count == 0 || args.allowed == 0 || args.window_ms == 0 || args.in_flight == 0 {
+        return Err(crate::input::bad(
+            "--org-count, --allowed, --window-ms, --in-flight",
+            "each must be at least 1",
+        ));
     }
-    let scenario = || args.scenario(args.orgs, args.evaluations);
+    let scenario = || args.scenario(args.org_count, args.evaluations);
     eprintln!(
         "bench: {} orgs x {} evaluations, quota {} requests per {} ms per org{}; strategies one after another",
-        args.orgs,
+        args.org_count,
         args.evaluations,
         args.allowed,
         args.window_ms,
