@@ -32,9 +32,10 @@ use crate::report::per_thousand;
 /// Options of `scorecards bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Simulated orgs [default: 20; 200 with --fleet, the backfill org included].
-    #[arg(long)]
-    orgs: Option<usize>,
+    /// How many simulated orgs [default: 20; 200 with --fleet, the backfill org included].
+    /// `--orgs` is accepted too.
+    #[arg(long, alias = "orgs")]
+    org_count: Option<usize>,
     /// Evaluations per org [default: 3000; with --fleet, per org and day: 100].
     #[arg(long)]
     evaluations: Option<usize>,
@@ -404,7 +405,7 @@ async fn run_fleet(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         None => Duration::from_secs_f64(0.2 * 5.0 / rate),
     };
     let config = fleet::FleetConfig {
-        orgs: args.orgs.unwrap_or(200),
+        orgs: args.org_count.unwrap_or(200),
         backfill_days: args.backfill_days,
         evaluations_per_day: args.evaluations.unwrap_or(100),
         allowed: args.allowed,
@@ -482,13 +483,20 @@ async fn run_fleet(args: &BenchArgs) -> anyhow::Result<ExitCode> {
 
 /// Runs the benchmark and prints its tables.
 pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    if args.orgs == Some(0) || args.allowed == 0 || args.window_ms == 0 || args.in_flight == 0 {
-        anyhow::bail!("--orgs, --allowed, --window-ms and --in-flight must be at least 1");
+    if args.org_count == Some(0) || args.allowed == 0 || args.window_ms == 0 || args.in_flight == 0
+    {
+        return Err(crate::input::bad(
+            "--org-count, --allowed, --window-ms, --in-flight",
+            "each must be at least 1",
+        ));
     }
     if args.fleet {
         return run_fleet(&args).await;
     }
-    let (orgs, evaluations) = (args.orgs.unwrap_or(20), args.evaluations.unwrap_or(3000));
+    let (orgs, evaluations) = (
+        args.org_count.unwrap_or(20),
+        args.evaluations.unwrap_or(3000),
+    );
     let scenario = || args.scenario(orgs, evaluations);
     eprintln!(
         "bench: {} orgs x {} evaluations, quota {} requests per {} ms per org{}; strategies one after another",

@@ -1,45 +1,49 @@
 //! `scorecards export`: one process, embedded stand-ins (SQLite state, a local directory).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use jiff::Timestamp;
-use scorecards_shared::adapters::{
-    ledger::StoreLedger, local_dir::LocalDirSink, sqlite::SqliteStore,
-};
+use scorecards_shared::adapters::{ledger::StoreLedger, local_dir::LocalDirSink};
 use scorecards_shared::clock::{Clock, SystemClock};
 use scorecards_shared::config::{OrgSetup, load_orgs};
-use scorecards_shared::domain::{DateField, JobSpec, Source, Window, named_window, parse_instant};
-use scorecards_shared::engine::ExportObserver;
+use scorecards_shared::domain::{DateField, JobSpec, OrgId, Source, Window};
 use scorecards_shared::ports::{BucketKey, JobStatus};
 use scorecards_shared::runner::{OrgStatus, Ports, RunSettings, org_exporter, run_org};
 
+use crate::input;
+use crate::progress::{OrgProgress, WatchedJobs, WatchedLedger, Written, to_second};
 use crate::report::{OrgRow, print_table};
 
 /// Options of `scorecards export`.
 #[derive(Args, Debug)]
+#[command(after_help = input::WINDOW_RULE)]
 pub struct ExportArgs {
     /// Start the bundled Genesys Cloud simulator in-process and export its orgs.
-    #[arg(long, conflicts_with = "orgs")]
+    #[arg(long, conflicts_with = "orgs_file")]
     simulate: bool,
-    /// Simulator scenario: a built-in name (demo, test, pessimistic, bench) or a TOML/JSON file.
-    #[arg(long, default_value = "demo", requires = "simulate")]
+    #[arg(long, default_value = "demo", requires = "simulate", help = input::scenario_help())]
     scenario: String,
-    /// Orgs file for real orgs (see orgs.example.toml).
-    #[arg(long, value_name = "FILE")]
-    orgs: Option<PathBuf>,
-    /// Window start, UTC: RFC 3339 or a date (days are exported whole).
+    /// Orgs file for real orgs (see orgs.example.toml). `--orgs` is accepted too.
+    #[arg(long, value_name = "FILE", alias = "orgs")]
+    orgs_file: Option<PathBuf>,
+    /// Window start: RFC 3339 with a zone (2026-11-28T00:00:00Z) or a date (midnight UTC);
+    /// its whole UTC day is exported.
     #[arg(long, conflicts_with = "window")]
     from: Option<String>,
-    /// Window end, UTC (exclusive; default now).
+    /// Window end, exclusive (default now); its UTC day is exported whole unless it is
+    /// midnight.
     #[arg(long, requires = "from")]
     to: Option<String>,
-    /// Named window: yesterday, today, last-24h, last-<N>d.
+    /// Named window, UTC: yesterday, today, last-24h, last-<N>d (N whole days before today,
+    /// and today so far; N at most 366).
     #[arg(long, default_value = "yesterday")]
     window: String,
     /// Date field the window applies to: submittedDate, releaseDate, createdDate, conversationDate.
@@ -48,10 +52,11 @@ pub struct ExportArgs {
     /// Which evaluations: human, auto (automated) or both.
     #[arg(long, default_value = "both")]
     source: Source,
-    /// Output directory (parts, forms, manifests).
+    /// Output directory (parts, forms, manifests); created when missing.
     #[arg(long, default_value = "./exports")]
     out: PathBuf,
-    /// State database (rate ledger, leases, checkpoints), shared by concurrent runs.
+    /// State database (rate ledger, leases, checkpoints), shared by concurrent runs; its
+    /// folder must exist.
     #[arg(long, default_value = "./scorecards.db")]
     state: PathBuf,
     /// Longest Retry-After wait to sit through; longer ones defer the org with a checkpoint.
@@ -60,111 +65,216 @@ pub struct ExportArgs {
     /// Re-export days that are already committed.
     #[arg(long)]
     force: bool,
-    /// No progress bars (for logs and CI).
+    /// No progress bars (for logs and CI): a line per committed day and a heartbeat every
+    /// 30 s instead.
     #[arg(long)]
     no_progress: bool,
 }
 
-struct Bar(ProgressBar);
-
-impl ExportObserver for Bar {
-    fn discovered(&self, n: u64) {
-        self.0.inc_length(n);
-    }
-    fn written(&self, n: u64) {
-        self.0.inc(n);
-    }
-}
-
-fn window(args: &ExportArgs, now: Timestamp) -> anyhow::Result<Window> {
-    let w = match &args.from {
-        Some(from) => {
-            let from = parse_instant("--from", from)?;
-            let to = match &args.to {
-                Some(to) => parse_instant("--to", to)?,
-                None => now,
-            };
-            Window::new(from, to.min(now))
-                .map_err(|e| anyhow::anyhow!("--from/--to: {}", e.problem))?
-        }
-        None => named_window(&args.window, now)?,
-    };
-    Ok(w)
+/// The orgs to work on and what is known about them.
+pub(crate) struct OrgSources {
+    pub orgs: Vec<OrgSetup>,
+    /// Display names by org id, where known (the orgs file's `name`, the simulator's).
+    pub names: HashMap<OrgId, String>,
+    /// The simulator, when started (keep it alive while working).
+    pub sim: Option<genesys_sim::SimHandle>,
 }
 
 /// The orgs to work on: the bundled simulator's (started in-process, `--simulate
-/// --scenario NAME|FILE`; keep the handle alive while working) or an orgs file's (`--orgs`).
-/// `what` names the command in the error when neither is given.
+/// --scenario NAME|FILE`) or an orgs file's (`--orgs-file`). `what` names the command in
+/// the error when neither is given. Every problem with the input is an [`InvalidValue`].
 pub(crate) async fn org_setups(
     simulate: bool,
     scenario: &str,
     orgs: Option<&Path>,
     what: &str,
-) -> anyhow::Result<(Vec<OrgSetup>, Option<genesys_sim::SimHandle>)> {
+) -> anyhow::Result<OrgSources> {
     if simulate {
-        let loaded = genesys_sim::Scenario::load(scenario)
-            .with_context(|| format!("--scenario {scenario}"))?;
+        let loaded = input::scenario(scenario)?;
         let sim = genesys_sim::start(loaded).await?;
-        eprintln!("simulator: {} (scenario {scenario})", sim.base_url());
-        Ok((crate::bench::sim_orgs(&sim, true)?, Some(sim)))
-    } else if let Some(path) = orgs {
-        Ok((load_orgs(path).context("--orgs")?, None))
-    } else {
-        bail!(
-            "choose what to {what}: --simulate (the bundled simulator) or --orgs FILE (real orgs)"
+        let (from, to) = sim.period();
+        eprintln!(
+            "simulator: {} (scenario {scenario}); its evaluations were created {} .. {} (UTC), \
+             their other dates lie within that period, conversation dates up to 2 days earlier",
+            sim.base_url(),
+            to_second(from),
+            to_second(to),
         );
+        let names = sim
+            .orgs()
+            .into_iter()
+            .filter_map(|o| Some((o.org_id.parse().ok()?, o.name)))
+            .collect();
+        Ok(OrgSources {
+            orgs: crate::bench::sim_orgs(&sim, true)?,
+            names,
+            sim: Some(sim),
+        })
+    } else if let Some(path) = orgs {
+        let orgs = load_orgs(path).map_err(|e| input::bad("--orgs-file", e.to_string()))?;
+        Ok(OrgSources {
+            orgs,
+            names: file_names(path),
+            sim: None,
+        })
+    } else {
+        Err(input::bad(
+            "--simulate or --orgs-file",
+            format!(
+                "choose what to {what}: --simulate (the bundled simulator) or --orgs-file FILE (real orgs)"
+            ),
+        ))
+    }
+}
+
+/// The optional `name` of each `[[org]]` of an orgs file (already validated by `load_orgs`).
+fn file_names(path: &Path) -> HashMap<OrgId, String> {
+    #[derive(serde::Deserialize)]
+    struct File {
+        #[serde(default)]
+        org: Vec<Entry>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        org_id: String,
+        #[serde(default)]
+        name: Option<String>,
+    }
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return HashMap::new();
+    };
+    let Ok(file) = toml::from_str::<File>(&text) else {
+        return HashMap::new();
+    };
+    file.org
+        .into_iter()
+        .filter_map(|e| Some((e.org_id.parse().ok()?, e.name?)))
+        .collect()
+}
+
+/// The days a window exports, as the banner shows them: `2026-11-27` or
+/// `2026-11-01 .. 2026-11-08 (8 days)`, the current day marked "so far".
+fn days_text(days: &[(jiff::civil::Date, Window)], now: Timestamp) -> String {
+    let Some(((first, _), (last, last_window))) = days.first().zip(days.last()) else {
+        return "no day".into();
+    };
+    let so_far = if last_window.to == now {
+        " (the last one up to now)"
+    } else {
+        ""
+    };
+    if first == last {
+        format!("UTC day {first}{so_far}")
+    } else {
+        format!("UTC days {first} .. {last} ({} days{so_far})", days.len())
     }
 }
 
 /// Runs the export. Exit code 1 when any org failed, 3 when any org is incomplete
-/// (deferred, or held by another process), else 0.
+/// (deferred, held by another process, or committed with gaps), 130 after Ctrl-C, else 0.
+/// Every input is checked before the simulator starts or any request is sent.
 pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let now = clock.now();
-    let window = window(&args, now)?;
-    let (orgs, _sim) = org_setups(
+    let window = input::window(&args.window, args.from.as_deref(), args.to.as_deref(), now)?;
+    input::check_out_dir("--out", &args.out)?;
+    let store = input::open_state("--state", &args.state)?;
+    if args.simulate {
+        // Checked before the simulator starts.
+        input::scenario(&args.scenario)?;
+    }
+    let OrgSources {
+        orgs,
+        names,
+        sim: _sim,
+    } = org_setups(
         args.simulate,
         &args.scenario,
-        args.orgs.as_deref(),
+        args.orgs_file.as_deref(),
         "export",
     )
     .await?;
+    if let Some(sim) = &_sim {
+        let (from, to) = sim.period();
+        let earliest = from.checked_sub(jiff::SignedDuration::from_hours(48))?;
+        if window.to <= earliest || window.from >= to {
+            eprintln!(
+                "warning: the window {} .. {} lies outside the scenario's data: expect 0 evaluations",
+                to_second(window.from),
+                to_second(window.to)
+            );
+        }
+    }
 
-    let store = SqliteStore::open(&args.state)?;
-    let ledger = Arc::new(StoreLedger::new(store));
-    let ports = Ports {
-        ledger: ledger.clone(),
-        jobs: ledger,
-        sink: Arc::new(LocalDirSink::new(&args.out)),
-        clock,
-    };
-    let mut settings = RunSettings::default();
-    settings.rate.max_wait = Duration::from_secs(args.max_wait);
-    settings.engine.force = args.force;
     let days = window.utc_days(now);
+    let whole = if args.from.is_some()
+        && (window.from != days[0].1.from || days.last().is_some_and(|d| d.1.to != window.to))
+    {
+        " (--from/--to widened to whole UTC days: windows are exported by whole days)"
+    } else {
+        ""
+    };
     eprintln!(
-        "exporting {} org(s), {} day(s) {} .. {} by {} into {}",
+        "exporting {} org(s), {}{whole}, by {} into {}",
         orgs.len(),
-        days.len(),
-        window.from,
-        window.to,
+        days_text(&days, now),
         args.date_field,
         args.out.display()
     );
+
+    let store_ledger = Arc::new(StoreLedger::new(store));
+    let mut settings = RunSettings::default();
+    settings.rate.max_wait = Duration::from_secs(args.max_wait);
+    settings.engine.force = args.force;
+
+    let holder = format!("cli-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let mut progress = Vec::new();
+    let mut by_org = HashMap::new();
+    let mut by_bucket = HashMap::new();
+    for org in &orgs {
+        let id = &org.endpoint.org_id;
+        let p = Arc::new(OrgProgress::new(
+            id.to_string(),
+            names.get(id).cloned(),
+            org.endpoint.region.clone(),
+            days.len(),
+            org.limit,
+        ));
+        by_org.insert(id.clone(), p.clone());
+        by_bucket.insert(
+            BucketKey::for_client(id, &org.endpoint.client_id),
+            p.clone(),
+        );
+        progress.push(p);
+    }
+    let ports = Ports {
+        ledger: Arc::new(WatchedLedger {
+            inner: store_ledger.clone(),
+            buckets: by_bucket,
+        }),
+        jobs: Arc::new(WatchedJobs {
+            inner: store_ledger,
+            orgs: by_org,
+            log: args.no_progress,
+        }),
+        sink: Arc::new(LocalDirSink::new(&args.out)),
+        clock,
+    };
 
     let bars = MultiProgress::new();
     if args.no_progress {
         bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    let style = ProgressStyle::with_template("{prefix:>24} {bar:30} {pos}/{len} {elapsed}")
-        .expect("valid template");
-    let holder = format!("cli-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let style =
+        ProgressStyle::with_template("{prefix:>24} {bar:20} {msg}").expect("valid template");
     let mut tasks = Vec::new();
     let mut leases = Vec::new();
     let mut buckets = Vec::new();
-    for org in orgs {
-        let bar = bars.add(ProgressBar::new(0).with_style(style.clone()));
-        bar.set_prefix(org.endpoint.org_id.to_string());
+    let mut shown = Vec::new();
+    for (org, p) in orgs.into_iter().zip(&progress) {
+        let bar = bars.add(ProgressBar::new(days.len() as u64).with_style(style.clone()));
+        bar.set_prefix(p.label.clone());
+        shown.push((bar, p.clone()));
         let jobs: Vec<JobSpec> = days
             .iter()
             .map(|(day, w)| JobSpec {
@@ -181,10 +291,12 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
             BucketKey::for_client(&org.endpoint.org_id, &org.endpoint.client_id),
             holder.clone(),
         ));
+        let (p, name) = (p.clone(), names.get(&org.endpoint.org_id).cloned());
         tasks.push(tokio::spawn(async move {
-            export_one(org, jobs, settings, ports, holder, Bar(bar)).await
+            export_one(org, name, jobs, settings, ports, holder, p).await
         }));
     }
+    let ticker = tokio::spawn(show_progress(shown, args.no_progress));
     let aborts: Vec<_> = tasks.iter().map(|t| t.abort_handle()).collect();
     let all = async {
         let mut rows = Vec::new();
@@ -197,8 +309,9 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         rows = all => rows?,
         _ = tokio::signal::ctrl_c() => {
             aborts.iter().for_each(|a| a.abort());
+            ticker.abort();
             // Free this process's job leases and rate-ledger places at once; checkpoints
-            // stay for the next run.
+            // stay for the next run. Days already finished keep their status.
             let now = ports.clock.now();
             for (spec, holder) in &leases {
                 let status = JobStatus::Failed { reason: "interrupted".into() };
@@ -208,16 +321,67 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
                 let _ = ports.ledger.release(bucket, holder).await;
             }
             bars.clear().ok();
-            eprintln!("interrupted: progress is checkpointed; run the same command again to resume");
+            let rows: Vec<OrgRow> = progress.iter().map(|p| interrupted_row(p)).collect();
+            print_table(&rows);
+            eprintln!("interrupted: committed days are listed above; the rest is checkpointed: run the same command again to resume");
             return Ok(ExitCode::from(130));
         }
     };
+    ticker.abort();
     bars.clear().ok();
     print_table(&rows);
     if let Some(mib) = crate::report::peak_memory_mib() {
         eprintln!("peak memory: {mib:.1} MiB");
     }
     Ok(exit_code(rows.iter().map(|r| &r.status)))
+}
+
+/// Shows progress every second on the bars, or, with `--no-progress`, a heartbeat line per
+/// unfinished org every 30 s (committed days are logged as they happen).
+async fn show_progress(orgs: Vec<(ProgressBar, Arc<OrgProgress>)>, quiet: bool) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut seconds = 0u64;
+    loop {
+        tick.tick().await;
+        let now = Timestamp::now();
+        if quiet {
+            if seconds > 0 && seconds.is_multiple_of(HEARTBEAT_SECS) {
+                for (_, p) in &orgs {
+                    if !p.finished.load(Ordering::SeqCst) {
+                        eprintln!("{}: working: {}", p.label, p.line(now));
+                    }
+                }
+            }
+        } else {
+            for (bar, p) in &orgs {
+                bar.set_position(p.days_done.load(Ordering::SeqCst) as u64);
+                bar.set_message(p.line(now));
+            }
+        }
+        seconds += 1;
+    }
+}
+
+/// Seconds between heartbeat lines with `--no-progress`.
+const HEARTBEAT_SECS: u64 = 30;
+
+/// An org's line after Ctrl-C: what this run committed before it was interrupted.
+fn interrupted_row(p: &OrgProgress) -> OrgRow {
+    let stats = p.client.get().map(|c| c.stats()).unwrap_or_default();
+    let final_status = p.status.lock().expect("not poisoned").clone();
+    OrgRow {
+        name: p.name.clone(),
+        org_id: p.org_id.clone(),
+        region: p.region.clone(),
+        limit: p.limit,
+        elapsed: p.elapsed(),
+        evaluations: p.committed_evaluations.load(Ordering::SeqCst),
+        count_mismatches: 0,
+        stats,
+        days: (p.days_done.load(Ordering::SeqCst), p.days_total),
+        interrupted: final_status.is_none(),
+        status: final_status.unwrap_or(OrgStatus::Committed),
+    }
 }
 
 /// 1 when any org failed, 3 when any org is incomplete (deferred, held by another
@@ -242,22 +406,31 @@ fn exit_code<'a>(statuses: impl Iterator<Item = &'a OrgStatus> + Clone) -> ExitC
 
 async fn export_one(
     org: OrgSetup,
+    name: Option<String>,
     jobs: Vec<JobSpec>,
     settings: RunSettings,
     ports: Ports,
     holder: String,
-    bar: Bar,
+    progress: Arc<OrgProgress>,
 ) -> OrgRow {
     let started = Instant::now();
-    let row = |status, summary: Option<scorecards_shared::runner::OrgSummary>| OrgRow {
-        org_id: org.endpoint.org_id.to_string(),
-        region: org.endpoint.region.clone(),
-        limit: org.limit,
-        elapsed: started.elapsed(),
-        evaluations: summary.as_ref().map_or(0, |s| s.evaluations),
-        count_mismatches: summary.as_ref().map_or(0, |s| s.count_mismatches),
-        stats: summary.map(|s| s.stats).unwrap_or_default(),
-        status,
+    let days_total = jobs.len();
+    let row = |status: OrgStatus, summary: Option<scorecards_shared::runner::OrgSummary>| {
+        *progress.status.lock().expect("not poisoned") = Some(status.clone());
+        progress.finished.store(true, Ordering::SeqCst);
+        OrgRow {
+            name: name.clone(),
+            org_id: org.endpoint.org_id.to_string(),
+            region: org.endpoint.region.clone(),
+            limit: org.limit,
+            elapsed: started.elapsed(),
+            evaluations: summary.as_ref().map_or(0, |s| s.evaluations),
+            count_mismatches: summary.as_ref().map_or(0, |s| s.count_mismatches),
+            stats: summary.map(|s| s.stats).unwrap_or_default(),
+            days: (progress.days_done.load(Ordering::SeqCst), days_total),
+            interrupted: false,
+            status,
+        }
     };
     let exporter = match org_exporter(&org, &settings, &ports, &holder) {
         Ok(e) => e,
@@ -270,8 +443,8 @@ async fn export_one(
             );
         }
     };
-    let summary = run_org(&exporter, &jobs, &bar).await;
-    bar.0.finish();
+    let _ = progress.client.set(exporter.client.clone());
+    let summary = run_org(&exporter, &jobs, &Written(progress.clone())).await;
     row(summary.status.clone(), Some(summary))
 }
 

@@ -5,13 +5,16 @@ mod bench;
 mod chaos;
 mod export;
 mod fleet;
+mod input;
 mod probe;
+mod progress;
 mod remote;
 mod report;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use scorecards_shared::domain::InvalidValue;
 
 #[derive(Parser)]
 #[command(
@@ -38,7 +41,8 @@ enum Command {
     /// Onboard, list and remove orgs of a deployed stack.
     #[command(subcommand)]
     Orgs(remote::OrgsCommand),
-    /// Start an export on a deployed stack (invokes its dispatch function).
+    /// Start an export on a deployed stack (invokes its dispatch function; `--remote` is
+    /// accepted and implied).
     Run(remote::RunArgs),
     /// Show the jobs of a dispatch (its job_id) on a deployed stack.
     Status {
@@ -60,25 +64,44 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    // Export, probe and bench fail before any work on bad input (exit 2); the stack commands fail
-    // on what AWS answers (exit 1).
-    let (result, failure) = match Cli::parse().command {
-        Command::Export(args) => (export::run(args).await, 2),
-        Command::Bench(args) => (bench::run(args).await, 2),
-        Command::Probe(args) => (probe::run(args).await, 2),
-        Command::Chaos(args) => (chaos::run(args).await, 1),
-        Command::Orgs(command) => (remote::orgs(command).await, 1),
-        Command::Run(args) => (remote::run(args).await, 1),
-        Command::Status { stack, job_id } => (remote::status(stack, job_id).await, 1),
+    // Bad input, whatever the command, is an `InvalidValue` somewhere in the error's chain
+    // (exit 2, found before the first request); every other error exits 1.
+    let result = match Cli::parse().command {
+        Command::Export(args) => export::run(args).await,
+        Command::Bench(args) => bench::run(args).await,
+        Command::Probe(args) => probe::run(args).await,
+        Command::Chaos(args) => chaos::run(args).await,
+        Command::Orgs(command) => remote::orgs(command).await,
+        Command::Run(args) => remote::run(args).await,
+        Command::Status { stack, job_id } => remote::status(stack, job_id).await,
     };
     match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            let bad_input = e
-                .downcast_ref::<scorecards_shared::domain::InvalidValue>()
-                .is_some();
-            ExitCode::from(if bad_input { 2 } else { failure })
+            ExitCode::from(exit_code_of(&e))
         }
+    }
+}
+
+/// 2 for bad input (an [`InvalidValue`] anywhere in the chain), else 1.
+fn exit_code_of(e: &anyhow::Error) -> u8 {
+    if e.chain().any(|c| c.is::<InvalidValue>()) {
+        2
+    } else {
+        1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_bad_input_exits_2() {
+        let bad = anyhow::Error::from(InvalidValue::new("--out", "a file"));
+        assert_eq!(exit_code_of(&bad), 2);
+        assert_eq!(exit_code_of(&bad.context("export")), 2);
+        assert_eq!(exit_code_of(&anyhow::anyhow!("the store failed")), 1);
     }
 }

@@ -6,27 +6,26 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Args;
-use scorecards_shared::adapters::{ledger::StoreLedger, memory::MemoryStore, sqlite::SqliteStore};
+use scorecards_shared::adapters::{ledger::StoreLedger, memory::MemoryStore};
 use scorecards_shared::clock::{Clock, SystemClock};
 use scorecards_shared::domain::{InvalidValue, OrgId};
 use scorecards_shared::ports::RateLedger;
 use scorecards_shared::probe::{Answer, ProbeReport, ProbeSettings, probe_org};
 use scorecards_shared::runner::RunSettings;
 
-use crate::export::org_setups;
+use crate::export::{OrgSources, org_setups};
 
 /// Options of `scorecards probe`.
 #[derive(Args, Debug)]
 pub struct ProbeArgs {
     /// Start the bundled Genesys Cloud simulator in-process and probe its orgs.
-    #[arg(long, conflicts_with = "orgs")]
+    #[arg(long, conflicts_with = "orgs_file")]
     simulate: bool,
-    /// Simulator scenario: a built-in name (demo, test, pessimistic) or a TOML/JSON file.
-    #[arg(long, default_value = "demo", requires = "simulate")]
+    #[arg(long, default_value = "demo", requires = "simulate", help = crate::input::scenario_help())]
     scenario: String,
-    /// Orgs file for real orgs (see orgs.example.toml).
-    #[arg(long, value_name = "FILE")]
-    orgs: Option<PathBuf>,
+    /// Orgs file for real orgs (see orgs.example.toml). `--orgs` is accepted too.
+    #[arg(long, value_name = "FILE", alias = "orgs")]
+    orgs_file: Option<PathBuf>,
     /// Probe only this org (default: every org of the file or scenario).
     #[arg(long, value_name = "ID")]
     org: Option<String>,
@@ -53,8 +52,21 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
-    let (mut orgs, _sim) =
-        org_setups(args.simulate, &args.scenario, args.orgs.as_deref(), "probe").await?;
+    let state = match &args.state {
+        Some(path) => Some(crate::input::open_state("--state", path)?),
+        None => None,
+    };
+    let OrgSources {
+        mut orgs,
+        sim: _sim,
+        ..
+    } = org_setups(
+        args.simulate,
+        &args.scenario,
+        args.orgs_file.as_deref(),
+        "probe",
+    )
+    .await?;
     if let Some(id) = &wanted {
         orgs.retain(|o| &o.endpoint.org_id == id);
         if orgs.is_empty() {
@@ -65,8 +77,8 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
             .into());
         }
     }
-    let ledger: Arc<dyn RateLedger> = match &args.state {
-        Some(path) => Arc::new(StoreLedger::new(SqliteStore::open(path)?)),
+    let ledger: Arc<dyn RateLedger> = match state {
+        Some(store) => Arc::new(StoreLedger::new(store)),
         None => Arc::new(StoreLedger::new(MemoryStore::new())),
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);

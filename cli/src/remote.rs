@@ -10,11 +10,14 @@ use clap::{Args, Subcommand};
 use scorecards_shared::adapters::dynamodb::DynamoStore;
 use scorecards_shared::adapters::ledger::StoreLedger;
 use scorecards_shared::adapters::secrets::parse_org_secret;
-use scorecards_shared::domain::{InvalidValue, OrgId, parse_instant};
+use scorecards_shared::domain::{InvalidValue, OrgId};
 use scorecards_shared::onboarding;
 use scorecards_shared::ports::CredentialError;
 use scorecards_shared::ports::JobStatus;
 use serde_json::json;
+
+use crate::input::aws_config;
+use crate::progress::to_second;
 
 /// Where the stack is.
 #[derive(Args, Debug)]
@@ -79,47 +82,53 @@ pub enum OrgsCommand {
     },
 }
 
-/// `scorecards run --remote …`
+/// `scorecards run …`
 #[derive(Args, Debug)]
+#[command(after_help = crate::input::WINDOW_RULE)]
 pub struct RunArgs {
-    /// Invoke the deployed dispatch function (the only mode).
-    #[arg(long, required = true)]
+    /// Accepted for compatibility: `run` always invokes the deployed dispatch function.
+    #[arg(long, hide = true)]
     remote: bool,
     /// The dispatch function's name (output DispatchFunctionName).
     #[arg(long, env = "SCORECARDS_DISPATCH_FUNCTION")]
     dispatch_function: String,
-    /// Orgs to export (comma-separated); without it, every registered org as a schedule would.
-    #[arg(long, value_delimiter = ',')]
-    orgs: Vec<String>,
-    /// With --orgs: window start, UTC (RFC 3339 or a date).
-    #[arg(long, requires = "orgs")]
+    /// Org ids to export (comma-separated); without it, every registered org as a schedule
+    /// would. `--orgs` is accepted too.
+    #[arg(long, value_delimiter = ',', alias = "orgs", value_name = "ID,...")]
+    org_ids: Vec<String>,
+    /// With --org-ids: window start, RFC 3339 with a zone or a date (midnight UTC).
+    #[arg(long, requires = "org_ids")]
     from: Option<String>,
-    /// With --orgs: window end, UTC, exclusive (default now).
+    /// With --org-ids: window end, exclusive (default now).
     #[arg(long, requires = "from")]
     to: Option<String>,
-    /// Without --orgs: a named window (yesterday, today, last-24h, last-<N>d).
-    #[arg(long, default_value = "yesterday", conflicts_with = "orgs")]
+    /// Without --org-ids: a named window (yesterday, today, last-24h, last-<N>d).
+    #[arg(long, default_value = "yesterday", conflicts_with = "org_ids")]
     window: String,
-    /// Without --orgs: days before the window exported again.
-    #[arg(long, default_value_t = 0, conflicts_with = "orgs")]
+    /// Without --org-ids: days before the window exported again.
+    #[arg(long, default_value_t = 0, conflicts_with = "org_ids")]
     lookback_days: u32,
-    /// With --orgs: the idempotency key (default: a new one).
-    #[arg(long, requires = "orgs")]
+    /// With --org-ids: the idempotency key (default: a new one).
+    #[arg(long, requires = "org_ids")]
     idempotency_key: Option<String>,
 }
 
-async fn ledger(stack: &Stack) -> StoreLedger<DynamoStore> {
-    let config = scorecards_shared::handlers::aws_env::sdk_config().await;
+fn ledger(config: &aws_config::SdkConfig, stack: &Stack) -> StoreLedger<DynamoStore> {
     StoreLedger::new(DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&config),
+        aws_sdk_dynamodb::Client::new(config),
         stack.table.clone(),
     ))
 }
 
-/// Runs an `orgs` command.
+/// `--org-id` as an org id (bad input names the flag).
+fn org_id_flag(flag: &str, s: &str) -> Result<OrgId, InvalidValue> {
+    s.parse::<OrgId>()
+        .map_err(|e| InvalidValue::new(flag, e.problem))
+}
+
+/// Runs an `orgs` command. Input is checked before any AWS call; credentials are found
+/// before the first one.
 pub async fn orgs(command: OrgsCommand) -> anyhow::Result<ExitCode> {
-    let config = scorecards_shared::handlers::aws_env::sdk_config().await;
-    let secrets = aws_sdk_secretsmanager::Client::new(&config);
     match command {
         OrgsCommand::Add {
             org:
@@ -141,7 +150,7 @@ pub async fn orgs(command: OrgsCommand) -> anyhow::Result<ExitCode> {
                 )
                 .into());
             }
-            let org_id: OrgId = org_id.parse()?;
+            let org_id = org_id_flag("--org-id", &org_id)?;
             let mut secret = String::new();
             match &client_secret_file {
                 Some(path) => {
@@ -180,9 +189,10 @@ pub async fn orgs(command: OrgsCommand) -> anyhow::Result<ExitCode> {
                 }
                 other => other.into(),
             })?;
+            let config = aws_config().await?;
             onboarding::add_org(
-                &secrets,
-                &ledger(&stack).await,
+                &aws_sdk_secretsmanager::Client::new(&config),
+                &ledger(&config, &stack),
                 &secret_prefix,
                 &org_id,
                 &doc.to_string(),
@@ -191,7 +201,8 @@ pub async fn orgs(command: OrgsCommand) -> anyhow::Result<ExitCode> {
             println!("org {org_id} onboarded (secret {secret_prefix}{org_id})");
         }
         OrgsCommand::List { stack } => {
-            for org in ledger(&stack).await.orgs().await? {
+            let config = aws_config().await?;
+            for org in ledger(&config, &stack).orgs().await? {
                 println!("{org}");
             }
         }
@@ -204,44 +215,97 @@ pub async fn orgs(command: OrgsCommand) -> anyhow::Result<ExitCode> {
                 },
             delete_secret,
         } => {
-            let org_id: OrgId = org_id.parse()?;
-            onboarding::remove_org(
-                &secrets,
-                &ledger(&stack).await,
+            let org_id = org_id_flag("--org-id", &org_id)?;
+            let config = aws_config().await?;
+            let removed = onboarding::remove_org(
+                &aws_sdk_secretsmanager::Client::new(&config),
+                &ledger(&config, &stack),
                 &secret_prefix,
                 &org_id,
                 delete_secret,
             )
             .await?;
+            if !removed {
+                eprintln!(
+                    "error: org {org_id} is not registered in table {} (`scorecards orgs list` shows the registered orgs)",
+                    stack.table
+                );
+                return Ok(ExitCode::from(1));
+            }
             println!("org {org_id} removed");
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// Most orgs and days of one on-demand dispatch (the dispatch function's limits).
+const MAX_DISPATCH_ORGS: usize = 1_000;
+const MAX_DISPATCH_DAYS: usize = 92;
+
+/// The dispatch request of `run`, checked as the dispatch function would check it.
+fn dispatch_request(
+    args: &RunArgs,
+    now: jiff::Timestamp,
+) -> Result<serde_json::Value, InvalidValue> {
+    if args.org_ids.is_empty() {
+        // The same rule as every window, checked here so a typo fails before any AWS call.
+        crate::input::window(&args.window, None, None, now)?;
+        return Ok(
+            json!({"schedule": {"window": args.window, "lookback_days": args.lookback_days}}),
+        );
+    }
+    let from = args.from.as_deref().ok_or_else(|| {
+        InvalidValue::new("--from", "required with --org-ids (e.g. --from 2026-11-01)")
+    })?;
+    let window = crate::input::window(&args.window, Some(from), args.to.as_deref(), now)?;
+    let days = window.utc_days(now).len();
+    if days > MAX_DISPATCH_DAYS {
+        return Err(InvalidValue::new(
+            "--from/--to",
+            format!(
+                "covers {days} UTC days; one dispatch takes at most {MAX_DISPATCH_DAYS}: split it"
+            ),
+        ));
+    }
+    if args.org_ids.len() > MAX_DISPATCH_ORGS {
+        return Err(InvalidValue::new(
+            "--org-ids",
+            format!(
+                "{} orgs; one dispatch takes at most {MAX_DISPATCH_ORGS}: split them",
+                args.org_ids.len()
+            ),
+        ));
+    }
+    for org in &args.org_ids {
+        org_id_flag("--org-ids", org)?;
+    }
+    let key = args
+        .idempotency_key
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    if key.is_empty()
+        || key.len() > 128
+        || !key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'))
+    {
+        return Err(InvalidValue::new(
+            "--idempotency-key",
+            format!("{key:?}: use 1-128 characters of A-Z a-z 0-9 . _ : -"),
+        ));
+    }
+    Ok(json!({
+        "orgs": args.org_ids,
+        "from": window.from.to_string(),
+        "to": window.to.to_string(),
+        "idempotency_key": key,
+    }))
+}
+
 /// Invokes the dispatch function and prints its answer.
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let request = if args.orgs.is_empty() {
-        json!({"schedule": {"window": args.window, "lookback_days": args.lookback_days}})
-    } else {
-        // Checked here too, so a typo fails before any AWS call.
-        let from = args.from.context("--from is required with --orgs")?;
-        parse_instant("--from", &from)?;
-        let to = args
-            .to
-            .unwrap_or_else(|| jiff::Timestamp::now().to_string());
-        parse_instant("--to", &to)?;
-        for org in &args.orgs {
-            org.parse::<OrgId>()?;
-        }
-        json!({
-            "orgs": args.orgs,
-            "from": from,
-            "to": to,
-            "idempotency_key": args.idempotency_key.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-        })
-    };
-    let config = scorecards_shared::handlers::aws_env::sdk_config().await;
+    let request = dispatch_request(&args, jiff::Timestamp::now())?;
+    let config = aws_config().await?;
     let out = aws_sdk_lambda::Client::new(&config)
         .invoke()
         .function_name(&args.dispatch_function)
@@ -269,7 +333,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
 /// Prints the jobs of a dispatch and their status.
 pub async fn status(stack: Stack, job_id: String) -> anyhow::Result<ExitCode> {
-    let Some(jobs) = onboarding::dispatch_status(&ledger(&stack).await, &job_id).await? else {
+    let config = aws_config().await?;
+    let Some(jobs) = onboarding::dispatch_status(&ledger(&config, &stack), &job_id).await? else {
         bail!("job_id {job_id}: no such dispatch in table {}", stack.table);
     };
     let mut incomplete = false;
@@ -282,7 +347,10 @@ pub async fn status(stack: Stack, job_id: String) -> anyhow::Result<ExitCode> {
                 committed_at,
                 ..
             }) => {
-                format!("committed ({evaluations} evaluations, {committed_at})")
+                format!(
+                    "committed ({evaluations} evaluations, {})",
+                    to_second(committed_at)
+                )
             }
             Some(JobStatus::CommittedWithGaps {
                 evaluations,
@@ -290,9 +358,12 @@ pub async fn status(stack: Stack, job_id: String) -> anyhow::Result<ExitCode> {
                 committed_at,
                 ..
             }) => format!(
-                "committed_with_gaps ({evaluations} evaluations, {unavailable} unavailable, {committed_at})"
+                "committed_with_gaps ({evaluations} evaluations, {unavailable} unavailable, {})",
+                to_second(committed_at)
             ),
-            Some(JobStatus::Deferred { until, .. }) => format!("deferred until {until}"),
+            Some(JobStatus::Deferred { until, .. }) => {
+                format!("deferred until {}", to_second(until))
+            }
             Some(JobStatus::Failed { reason }) => format!("failed: {reason}"),
         };
         incomplete |= !status.starts_with("committed (");

@@ -7,6 +7,8 @@ use scorecards_shared::runner::OrgStatus;
 
 /// One org's line in the final table.
 pub struct OrgRow {
+    /// Display name, where known.
+    pub name: Option<String>,
     pub org_id: String,
     pub region: String,
     pub limit: LearnedLimit,
@@ -16,6 +18,10 @@ pub struct OrgRow {
     pub status: OrgStatus,
     /// Days whose independent search count differs from the listing.
     pub count_mismatches: usize,
+    /// Days committed (or verified up to date) by this run, of the days to do.
+    pub days: (usize, usize),
+    /// Stopped by Ctrl-C before the org finished.
+    pub interrupted: bool,
 }
 
 /// Requests per 1,000 evaluations, or `-` without evaluations.
@@ -36,7 +42,10 @@ fn status_text(status: &OrgStatus, count_mismatches: usize) -> String {
         OrgStatus::UpToDate => {
             "up to date (verified: unchanged since committed; --force re-exports)".into()
         }
-        OrgStatus::Deferred { until } => format!("deferred until {until} (rerun to resume)"),
+        OrgStatus::Deferred { until } => format!(
+            "deferred until {} (rerun then to resume)",
+            crate::progress::to_second(*until)
+        ),
         OrgStatus::AlreadyRunning => "already running elsewhere".into(),
         OrgStatus::Failed { reason } => format!("failed: {reason}"),
     };
@@ -52,24 +61,43 @@ fn status_text(status: &OrgStatus, count_mismatches: usize) -> String {
 /// Prints the table to stdout.
 pub fn print_table(rows: &[OrgRow]) {
     println!(
-        "{:<38} {:<20} {:>11} {:>8} {:>5} {:>9} {:>18} {:>10}  status",
-        "org", "region", "evaluations", "requests", "429s", "elapsed", "r/s (limit)", "req/1k ev"
+        "{:<20} {:<38} {:<20} {:>9} {:>11} {:>8} {:>5} {:>9} {:>18} {:>10}  status",
+        "name",
+        "org",
+        "region",
+        "days",
+        "evaluations",
+        "requests",
+        "429s",
+        "elapsed",
+        "r/s (limit)",
+        "req/1k ev"
     );
     for r in rows {
         let secs = r.elapsed.as_secs_f64().max(1e-3);
         let sent = r.stats.requests + r.stats.token_requests;
         let limit = format!("{}/{}s", r.limit.allowed, r.limit.window_ms as f64 / 1000.0);
+        let status = if r.interrupted {
+            format!(
+                "interrupted: {} of {} days committed, the rest checkpointed (rerun to resume)",
+                r.days.0, r.days.1
+            )
+        } else {
+            status_text(&r.status, r.count_mismatches)
+        };
         println!(
-            "{:<38} {:<20} {:>11} {:>8} {:>5} {:>8.1}s {:>18} {:>10}  {}",
+            "{:<20} {:<38} {:<20} {:>9} {:>11} {:>8} {:>5} {:>8.1}s {:>18} {:>10}  {}",
+            r.name.as_deref().unwrap_or("-"),
             r.org_id,
             r.region,
+            format!("{}/{}", r.days.0, r.days.1),
             r.evaluations,
             sent,
             r.stats.responses_429,
             secs,
             format!("{:.2} ({limit})", sent as f64 / secs),
             per_thousand(sent, r.evaluations),
-            status_text(&r.status, r.count_mismatches),
+            status,
         );
     }
 }

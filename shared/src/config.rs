@@ -6,6 +6,7 @@
 //! region = "eu_west_2"                   # region key or domain (mypurecloud.com, …)
 //! client_id = "…"                        # OAuth client-credentials client in that org
 //! client_secret_env = "ACME_GC_SECRET"   # or: client_secret_file = "/run/secrets/acme"
+//! # name = "Acme Corp"                   (optional: shown next to the id)
 //! # api_base_url / login_base_url replace the region's hosts (private endpoints, tests)
 //! # rate_limit = 300; rate_window_secs = 60   (assumed until the API's headers say otherwise)
 //! ```
@@ -29,6 +30,9 @@ use crate::ports::LearnedLimit;
 pub struct OrgEntry {
     /// Genesys organization id.
     pub org_id: String,
+    /// A display name (shown by the CLI next to the id); optional.
+    #[serde(default)]
+    pub name: Option<String>,
     /// Region key (`us_east_1`) or domain (`mypurecloud.com`); optional when both base URLs
     /// are given.
     #[serde(default)]

@@ -82,6 +82,7 @@ pub fn parse_org_secret(org_id: &OrgId, json: &str) -> Result<OrgSetup, Credenti
     })?;
     let entry = OrgEntry {
         org_id: org_id.to_string(),
+        name: None,
         region: secret.region,
         api_base_url: secret.api_base_url,
         login_base_url: secret.login_base_url,
