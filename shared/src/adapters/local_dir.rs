@@ -113,7 +113,12 @@ impl ExportSink for LocalDirSink {
         let partition_dir = self.path(&partition.prefix())?;
         let json = serde_json::to_vec(manifest).map_err(err)?;
         let expected = expected.map(str::to_owned);
-        let written = tokio::task::spawn_blocking(move || {
+        let listed: std::collections::BTreeSet<PathBuf> = manifest
+            .parts
+            .iter()
+            .map(|p| self.path(&p.key))
+            .collect::<Result<_, _>>()?;
+        tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&partition_dir)
                 .map_err(|e| err(format!("{}: {e}", partition_dir.display())))?;
             let lock_path = partition_dir.join(".commit.lock");
@@ -138,40 +143,44 @@ impl ExportSink for LocalDirSink {
             tmp.as_file().sync_all().map_err(err)?;
             tmp.persist(&manifest_path)
                 .map_err(|e| err(format!("{}: {e}", manifest_path.display())))?;
+            // Still under the lock: everything under the partition's run folders that the
+            // manifest does not list (superseded runs, a run's discovery object, parts a
+            // stale holder left). A file or folder another process removes or fills
+            // meanwhile is left to the next commit.
+            remove_unlisted(&partition_dir, &listed);
             Ok(true)
         })
         .await
-        .map_err(err)??;
-        if !written {
-            return Ok(false);
+        .map_err(err)?
+    }
+}
+
+/// Removes whatever `partition_dir`'s `run=` folders hold that is not in `listed`, and the
+/// folders left empty. Best effort: a concurrent change is not an error.
+fn remove_unlisted(partition_dir: &Path, listed: &std::collections::BTreeSet<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(partition_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with("run=") {
+            continue;
         }
-        // Everything under the partition's run folders that the manifest does not list:
-        // superseded runs, a run's discovery object, parts a stale holder left.
-        let listed: std::collections::BTreeSet<PathBuf> = manifest
-            .parts
-            .iter()
-            .map(|p| self.path(&p.key))
-            .collect::<Result<_, _>>()?;
-        let partition_dir = self.path(&partition.prefix())?;
-        let mut entries = tokio::fs::read_dir(&partition_dir).await.map_err(err)?;
-        while let Some(entry) = entries.next_entry().await.map_err(err)? {
-            let name = entry.file_name();
-            if !name.to_string_lossy().starts_with("run=") {
-                continue;
-            }
-            let mut files = tokio::fs::read_dir(entry.path()).await.map_err(err)?;
-            let mut kept = false;
-            while let Some(file) = files.next_entry().await.map_err(err)? {
-                if listed.contains(&file.path()) {
-                    kept = true;
-                } else {
-                    tokio::fs::remove_file(file.path()).await.map_err(err)?;
-                }
-            }
-            if !kept {
-                tokio::fs::remove_dir(entry.path()).await.map_err(err)?;
+        let Ok(files) = std::fs::read_dir(entry.path()) else {
+            continue;
+        };
+        let mut kept = false;
+        for file in files.flatten() {
+            if listed.contains(&file.path()) {
+                kept = true;
+            } else if let Err(e) = std::fs::remove_file(file.path())
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %file.path().display(), error = %e, "could not remove an unlisted object");
             }
         }
-        Ok(true)
+        if !kept {
+            // Fails harmlessly when another process wrote into it meanwhile.
+            std::fs::remove_dir(entry.path()).ok();
+        }
     }
 }
