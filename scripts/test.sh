@@ -47,6 +47,14 @@ checks_log="$(mktemp)"
 "$cache/venv-checkov/bin/checkov" -f infra/template.yaml --skip-download --compact --quiet | tee "$checks_log"
 "$cache/venv-cfn-lint/bin/python" infra/test_template.py | tee -a "$checks_log"
 
+echo "== dependency policy (deny.toml)"
+# cargo-deny from crates.io, built once into the cache (about 6 minutes on 2 cores).
+deny="$cache/cargo-deny/bin/cargo-deny"
+if [ ! -x "$deny" ]; then
+  cargo install --quiet --locked cargo-deny --version 0.20.2 --root "$cache/cargo-deny"
+fi
+"$deny" --offline check licenses bans sources
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 

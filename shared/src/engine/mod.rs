@@ -663,12 +663,18 @@ impl Exporter {
         let written: u64 = run.cp.parts.iter().map(|p| p.records).sum();
         let accounted = written + run.cp.unavailable.len() as u64 + run.cp.outside_window;
         if accounted != run.cp.discovered {
-            return Err(ExportError::Incomplete(format!(
-                "discovered {} evaluations, but {written} are written, {} unavailable and {} outside the window",
+            // The checkpoint does not add up: never commit it, and start the day over.
+            let problem = format!(
+                "discovered {} evaluations, but {written} are written, {} unavailable and {} outside the window; the day starts over",
                 run.cp.discovered,
                 run.cp.unavailable.len(),
                 run.cp.outside_window
-            )));
+            );
+            run.cp = Checkpoint {
+                stats: run.cp.stats,
+                ..new_checkpoint(spec, self.clock.now())
+            };
+            return Err(ExportError::Incomplete(problem));
         }
 
         // Still ours? Then commit: the manifest is the last write.
@@ -894,9 +900,16 @@ impl Exporter {
                     run.cp.form_ids.insert(at, form);
                 }
             }
+            // Counted as carried in the same checkpoint that lists the new part: a write
+            // that failed carries this committed part again next time.
+            let (parts_before, had_records) = (run.cp.parts.len(), part.records() > 0);
             run.cp.carried_parts = index + 1;
-            self.write_part(run, part, &mut Vec::new(), observer)
-                .await?;
+            if let Err(e) = self.write_part(run, part, &mut Vec::new(), observer).await {
+                if had_records && run.cp.parts.len() == parts_before {
+                    run.cp.carried_parts = index;
+                }
+                return Err(e);
+            }
         }
         Ok(())
     }
