@@ -6,6 +6,7 @@ mod export;
 mod probe;
 mod remote;
 mod report;
+mod tables;
 
 use std::process::ExitCode;
 
@@ -28,6 +29,8 @@ enum Command {
     Export(export::ExportArgs),
     /// Tell which answer each org gives to the undocumented API behaviours (read-only).
     Probe(probe::ProbeArgs),
+    /// (Re)write the analytics tables of every committed day in a local output directory.
+    Tables(tables::TablesArgs),
     /// Compare this engine with naive strategies against the simulator.
     Bench(bench::BenchArgs),
     /// Onboard, list and remove orgs of a deployed stack.
@@ -60,6 +63,7 @@ async fn main() -> ExitCode {
     let (result, failure) = match Cli::parse().command {
         Command::Export(args) => (export::run(args).await, 2),
         Command::Bench(args) => (bench::run(args).await, 2),
+        Command::Tables(args) => (tables::run(args).await, 2),
         Command::Probe(args) => (probe::run(args).await, 2),
         Command::Orgs(command) => (remote::orgs(command).await, 1),
         Command::Run(args) => (remote::run(args).await, 1),
