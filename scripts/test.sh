@@ -46,6 +46,13 @@ echo "cfn-lint: no errors"
 "$cache/venv-checkov/bin/checkov" -f infra/template.yaml --skip-download --compact --quiet
 "$cache/venv-cfn-lint/bin/python" infra/test_template.py
 
+echo "== DuckDB (the README's queries run against a simulator export in the tests)"
+if [ ! -x "$cache/venv-duckdb/bin/python" ] || ! "$cache/venv-duckdb/bin/python" -c 'import duckdb' 2>/dev/null; then
+  python3 -m venv "$cache/venv-duckdb"
+  "$cache/venv-duckdb/bin/pip" install --quiet 'duckdb==2.0.1'
+fi
+export SCORECARDS_DUCKDB_PYTHON="$cache/venv-duckdb/bin/python" SCORECARDS_REQUIRE_DUCKDB=1
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -11,4 +11,5 @@ mod functions;
 mod probe;
 mod resume;
 mod stores;
+mod tables;
 mod unknowns;
