@@ -42,8 +42,13 @@ for statement in setup.group(1).split(";"):
         con.execute(statement.replace("'tables/", f"'{out}/tables/"))
 
 
+orgs = sorted({json.loads(m.read_text())["org_id"] for m in out.glob("evaluations/org_id=*/date_field=*/source=*/date=*/_manifest.json")})
+check("one org exported", len(orgs) == 1, orgs)
+
+
 def rows(name):
-    cur = con.execute(queries[name])
+    check(f"{name} names its org (Athena's injected projection needs it)", "org_id = '<org id>'" in queries[name])
+    cur = con.execute(queries[name].replace("<org id>", orgs[0]))
     columns = [d[0] for d in cur.description]
     return [dict(zip(columns, r)) for r in cur.fetchall()]
 
