@@ -3,6 +3,7 @@
 
 mod bench;
 mod export;
+mod html_report;
 mod probe;
 mod remote;
 mod report;
@@ -31,6 +32,8 @@ enum Command {
     Probe(probe::ProbeArgs),
     /// (Re)write the analytics tables of every committed day in a local output directory.
     Tables(tables::TablesArgs),
+    /// Write a self-contained HTML report (inline SVG) from the analytics tables.
+    Report(html_report::ReportArgs),
     /// Compare this engine with naive strategies against the simulator.
     Bench(bench::BenchArgs),
     /// Onboard, list and remove orgs of a deployed stack.
@@ -64,6 +67,7 @@ async fn main() -> ExitCode {
         Command::Export(args) => (export::run(args).await, 2),
         Command::Bench(args) => (bench::run(args).await, 2),
         Command::Tables(args) => (tables::run(args).await, 2),
+        Command::Report(args) => (html_report::run(args).await, 2),
         Command::Probe(args) => (probe::run(args).await, 2),
         Command::Orgs(command) => (remote::orgs(command).await, 1),
         Command::Run(args) => (remote::run(args).await, 1),

@@ -17,6 +17,7 @@
 //! carries its `run_id`.
 
 pub mod handler;
+pub mod report;
 pub mod schema;
 pub mod writer;
 

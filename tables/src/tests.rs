@@ -281,3 +281,41 @@ async fn a_manifest_that_lies_about_its_records_writes_nothing() {
     assert!(write_partition(&sink, &partition(), false).await.is_err());
     assert!(files(&sink, "evaluations").is_empty());
 }
+
+#[tokio::test]
+async fn the_report_is_one_self_contained_page_from_the_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = LocalDirSink::new(dir.path());
+    let lines: Vec<String> = (0..6)
+        .map(|i| {
+            line(
+                &eval(&format!("e{i}"), "agent-1", 50.0 + i as f64 * 10.0, i == 0),
+                false,
+            )
+        })
+        .collect();
+    commit(&sink, "run-1", &lines).await;
+    write_partition(&sink, &partition(), false).await.unwrap();
+    let html = crate::report::render(dir.path(), &crate::report::Selection::default()).unwrap();
+    assert!(
+        html.contains("6 evaluations over 1 day(s), 2026-11-28 to 2026-11-28"),
+        "{html}"
+    );
+    assert!(html.contains("Call Review (6 evaluations)"));
+    assert!(
+        html.contains("Disclosure? (Call Review › Opening)"),
+        "question text, form and group"
+    );
+    assert!(html.contains("75.0 (6)"), "agent mean and count");
+    assert!(
+        html.contains("17 % (6)"),
+        "1 of 6 disclosure answers failed"
+    );
+    assert!(!html.contains("<script") && !html.contains("src=") && !html.contains("href="));
+    let other = crate::report::Selection {
+        orgs: vec!["another-org".into()],
+        ..Default::default()
+    };
+    let empty = crate::report::render(dir.path(), &other).unwrap();
+    assert!(empty.contains("No committed days with tables match the selection."));
+}
