@@ -101,6 +101,47 @@ secret_arns = [s["Resource"] for s in statements if s["Action"] == "secretsmanag
 check("export reads only org secrets", secret_arns == [{"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${OrgSecretPrefix}*"}])
 check("the default secret prefix matches the code's", template["Parameters"]["OrgSecretPrefix"]["Default"] in aws_env)
 
+# The analytics tables: Glue columns are exactly the writer's (tables/src/schema.rs), in
+# order and type; partition keys and the projected location follow the key the writer uses.
+schema = (ROOT / "tables" / "src" / "schema.rs").read_text()
+glue_types = {"Str": "string", "Timestamp": "timestamp", "Double": "double", "Boolean": "boolean", "Long": "bigint"}
+partition_columns = re.search(r"PARTITION_COLUMNS: &\[&str\] = &\[(.*?)\];", schema).group(1).replace('"', "").replace(",", " ").split()
+tables_rs = (ROOT / "tables" / "src" / "lib.rs").read_text()
+key_format = re.search(r'"tables/\{table\}/org_id=\{\}/date_field=\{\}/source=\{\}/date=\{\}"', tables_rs)
+check("the writer's key is tables/<table>/org_id=…/date_field=…/source=…/date=…", key_format)
+glue_tables = {v["Properties"]["TableInput"]["Name"]: v["Properties"]["TableInput"]
+               for v in resources.values() if v["Type"] == "AWS::Glue::Table"}
+written = {}
+for const, name in re.findall(r'\("(\w+)", (\w+)\)', re.search(r"pub const TABLES.*?\];", schema, re.S).group(0)):
+    body = re.search(r"pub const %s: &\[Column\] = &\[(.*?)\];" % name, schema, re.S).group(1)
+    written[const] = [{"Name": n, "Type": glue_types[k]} for n, k in re.findall(r'col\("(\w+)", (\w+),', body)]
+check("a Glue table per written table, and nothing else", set(glue_tables) == set(written), f"{set(glue_tables)} vs {set(written)}")
+for name, columns in written.items():
+    t = glue_tables.get(name, {})
+    sd = t.get("StorageDescriptor", {})
+    check(f"{name}: Glue columns = the writer's schema", sd.get("Columns") == columns,
+          f"{[c['Name'] for c in sd.get('Columns', [])]} vs {[c['Name'] for c in columns]}")
+    check(f"{name}: partition keys = the key's segments",
+          t.get("PartitionKeys") == [{"Name": c, "Type": "string"} for c in partition_columns], str(t.get("PartitionKeys")))
+    params = t.get("Parameters", {})
+    template_text = str(params.get("storage.location.template"))
+    check(f"{name}: projected location follows the writer's key",
+          f"/tables/{name}/org_id=${{!org_id}}/date_field=${{!date_field}}/source=${{!source}}/date=${{!date}}/" in template_text, template_text)
+    check(f"{name}: Parquet SerDe", sd.get("SerdeInfo", {}).get("SerializationLibrary", "").endswith("ParquetHiveSerDe"))
+    check(f"{name}: projection over org (injected), date field, source, date",
+          params.get("projection.enabled") == "true" and params.get("projection.org_id.type") == "injected"
+          and params.get("projection.date.type") == "date" and params.get("projection.date.format") == "yyyy-MM-dd"
+          and set(params.get("projection.date_field.values", "").split(",")) == {"submittedDate", "releaseDate", "createdDate", "conversationDate"}
+          and set(params.get("projection.source.values", "").split(",")) == {"both", "human", "auto"})
+workgroup = resources["AthenaWorkGroup"]["Properties"]["WorkGroupConfiguration"]
+check("Athena results are encrypted and the workgroup's settings enforced",
+      workgroup["EnforceWorkGroupConfiguration"] and workgroup["ResultConfiguration"]["EncryptionConfiguration"]["EncryptionOption"] in ("SSE_S3", "SSE_KMS", "CSE_KMS"))
+analytics = resources["AnalyticsFunction"]["Properties"]
+check("analytics failures go to a queue", analytics["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["AnalyticsFailureQueue", "Arn"]})
+check("an alarm watches the analytics failure queue", any(
+    r["Type"] == "AWS::CloudWatch::Alarm" and r["Properties"].get("Dimensions", [{}])[0].get("Value") == {"Fn::GetAtt": ["AnalyticsFailureQueue", "QueueName"]}
+    for r in resources.values()))
+
 failed = [r for r in results if not r[1]]
 for name, ok, detail in results:
     print(("ok   " if ok else "FAIL ") + name + ("" if ok else f": {detail}"))

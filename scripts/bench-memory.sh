@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Memory benchmark: peak memory of `scorecards export` on one org with many evaluations
-# (default 100,000), the simulator running as a separate process so only the exporter is
-# measured. Prints the export table and "peak memory: N MiB". Usage:
+# (default 100,000, all on one day), the simulator running as a separate process so only
+# the exporter is measured, then of `scorecards tables` writing that day's analytics
+# tables (its own process). Prints the export table and "peak memory: N MiB" for each. Usage:
 #   bash scripts/bench-memory.sh [EVALUATIONS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +15,7 @@ bin="${CARGO_TARGET_DIR:-target}/release"
 cat > "$work/scenario.toml" <<TOML
 name = "memory"
 seed = 5
-days_before = 3
+days_before = 1
 [latency.default]
 min_ms = 0
 max_ms = 0
@@ -49,7 +50,9 @@ client_id = "memory-bench-client"
 client_secret_env = "MEMORY_BENCH_SECRET"
 rate_limit = 1000000
 TOML
-echo "exporting the simulator's $evaluations evaluations (the 4 days before today) from $base"
+echo "exporting the simulator's $evaluations evaluations (all on yesterday) from $base"
 MEMORY_BENCH_SECRET=memory-bench-secret "$bin/scorecards" export \
   --orgs "$work/orgs.toml" --window last-4d --no-progress \
-  --out "$work/exports" --state "$work/state.db"
+  --out "$work/exports" --state "$work/state.db" --no-tables
+echo "analytics tables of the exported day:"
+"$bin/scorecards" tables --out "$work/exports"

@@ -55,6 +55,13 @@ if [ ! -x "$deny" ]; then
 fi
 "$deny" --offline check licenses bans sources
 
+echo "== DuckDB (the README's queries run against a simulator export in the tests)"
+if [ ! -x "$cache/venv-duckdb/bin/python" ] || ! "$cache/venv-duckdb/bin/python" -c 'import duckdb' 2>/dev/null; then
+  python3 -m venv "$cache/venv-duckdb"
+  "$cache/venv-duckdb/bin/pip" install --quiet 'duckdb==2.0.1'
+fi
+export SCORECARDS_DUCKDB_PYTHON="$cache/venv-duckdb/bin/python" SCORECARDS_REQUIRE_DUCKDB=1
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -69,6 +69,9 @@ pub struct ExportArgs {
     /// 30 s instead.
     #[arg(long)]
     no_progress: bool,
+    /// Do not write the analytics tables (`<out>/tables/…`) of the committed days.
+    #[arg(long)]
+    no_tables: bool,
 }
 
 /// The orgs to work on and what is known about them.
@@ -332,6 +335,10 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     print_table(&rows);
     if let Some(mib) = crate::report::peak_memory_mib() {
         eprintln!("peak memory: {mib:.1} MiB");
+    }
+    if !args.no_tables {
+        let partitions: Vec<_> = leases.iter().map(|(spec, _)| spec.partition()).collect();
+        crate::tables::write(ports.sink.as_ref(), &partitions, false).await?;
     }
     Ok(exit_code(rows.iter().map(|r| &r.status)))
 }

@@ -5,11 +5,13 @@ mod bench;
 mod chaos;
 mod export;
 mod fleet;
+mod html_report;
 mod input;
 mod probe;
 mod progress;
 mod remote;
 mod report;
+mod tables;
 
 use std::process::ExitCode;
 
@@ -33,6 +35,10 @@ enum Command {
     Export(export::ExportArgs),
     /// Tell which answer each org gives to the undocumented API behaviours (read-only).
     Probe(probe::ProbeArgs),
+    /// (Re)write the analytics tables of every committed day in a local output directory.
+    Tables(tables::TablesArgs),
+    /// Write a self-contained HTML report (inline SVG) from the analytics tables.
+    Report(html_report::ReportArgs),
     /// Compare this engine with naive strategies against the simulator.
     Bench(bench::BenchArgs),
     /// Run the seeded fault campaign against the simulator: faults in the API, the job
@@ -71,6 +77,8 @@ async fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args).await,
         Command::Probe(args) => probe::run(args).await,
         Command::Chaos(args) => chaos::run(args).await,
+        Command::Tables(args) => tables::run(args).await,
+        Command::Report(args) => html_report::run(args).await,
         Command::Orgs(command) => remote::orgs(command).await,
         Command::Run(args) => remote::run(args).await,
         Command::Status { stack, job_id } => remote::status(stack, job_id).await,

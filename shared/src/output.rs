@@ -162,3 +162,81 @@ pub async fn committed_by_id(
     }
     Ok(out)
 }
+
+/// One line of a committed part, borrowed while it is visited.
+#[derive(Debug, Clone, Copy)]
+pub struct CommittedLine<'a> {
+    /// `human` or `auto`.
+    pub source: &'a str,
+    /// Part of a calibration.
+    pub is_calibration: bool,
+    /// The evaluation JSON exactly as the API sent it.
+    pub evaluation: &'a str,
+}
+
+/// Visits every evaluation `manifest` commits, part by part and line by line: one part's
+/// compressed bytes and one decoded line are held at a time, so memory does not grow with
+/// the day. Each part is checked against its SHA-256, size and record count as
+/// [`read_committed`] does (a failed check stops the visit with an error; lines visited
+/// before it were from intact data up to that point, so callers discard their output).
+pub async fn visit_committed<E>(
+    sink: &dyn ExportSink,
+    manifest: &Manifest,
+    mut visit: impl FnMut(CommittedLine<'_>) -> Result<(), E>,
+) -> Result<(), VisitError<E>> {
+    use std::io::BufRead;
+    for part in &manifest.parts {
+        let bytes = sink
+            .get(&part.key)
+            .await?
+            .ok_or_else(|| corrupt(format!("{} is listed but missing", part.key)))?;
+        let sha = hex::encode(Sha256::digest(&bytes));
+        if sha != part.sha256 || bytes.len() as u64 != part.bytes {
+            return Err(corrupt(format!("{} does not match its manifest entry", part.key)).into());
+        }
+        let mut reader = std::io::BufReader::new(GzDecoder::new(&bytes[..]));
+        let mut line = String::new();
+        let mut records = 0u64;
+        loop {
+            line.clear();
+            let n = reader
+                .read_line(&mut line)
+                .map_err(|e| corrupt(format!("{}: {e}", part.key)))?;
+            if n == 0 {
+                break;
+            }
+            let text = line.trim_end_matches(['\n', '\r']);
+            if text.is_empty() {
+                continue;
+            }
+            let parsed: LineIn<'_> = serde_json::from_str(text)
+                .map_err(|e| corrupt(format!("{}: bad line: {e}", part.key)))?;
+            visit(CommittedLine {
+                source: &parsed.source,
+                is_calibration: parsed.is_calibration,
+                evaluation: parsed.evaluation.get(),
+            })
+            .map_err(VisitError::Visitor)?;
+            records += 1;
+        }
+        if records != part.records {
+            return Err(corrupt(format!(
+                "{} has {records} lines, the manifest says {}",
+                part.key, part.records
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Why [`visit_committed`] stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum VisitError<E> {
+    /// Reading the committed output failed (missing or damaged part, bad line).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The visitor failed.
+    #[error("{0}")]
+    Visitor(E),
+}

@@ -685,6 +685,10 @@ pub trait ExportSink: Send + Sync + 'static {
     async fn exists(&self, key: &str) -> Result<bool, StoreError>;
     /// Reads an object.
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Keys of the objects directly in folder `dir` (a key prefix without its trailing
+    /// `/`), sorted; none when the folder does not exist. Objects being written (a local
+    /// sink's temporary files) are not listed.
+    async fn list(&self, dir: &str) -> Result<Vec<String>, StoreError>;
     /// Whether `part` is stored exactly as listed: its size (S3 `HeadObject`) or, where
     /// reading is cheap, its size and SHA-256.
     async fn verify(&self, part: &PartInfo) -> Result<bool, StoreError>;

@@ -437,6 +437,12 @@ impl<K: ExportSink> ExportSink for FaultySink<K> {
             .await
     }
 
+    async fn list(&self, dir: &str) -> Result<Vec<String>, StoreError> {
+        self.faults
+            .read(&format!("list {dir}"), self.inner.list(dir))
+            .await
+    }
+
     async fn verify(&self, part: &PartInfo) -> Result<bool, StoreError> {
         self.faults
             .read(&format!("verify {}", part.key), self.inner.verify(part))

@@ -90,6 +90,23 @@ impl ExportSink for LocalDirSink {
         }
     }
 
+    async fn list(&self, dir: &str) -> Result<Vec<String>, StoreError> {
+        let mut entries = match tokio::fs::read_dir(self.path(dir)?).await {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(err(format!("{dir}: {e}"))),
+        };
+        let mut keys = Vec::new();
+        while let Some(entry) = entries.next_entry().await.map_err(err)? {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.starts_with('.') && entry.file_type().await.map_err(err)?.is_file() {
+                keys.push(format!("{dir}/{name}"));
+            }
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
     async fn verify(&self, part: &PartInfo) -> Result<bool, StoreError> {
         Ok(self.get(&part.key).await?.is_some_and(|bytes| {
             bytes.len() as u64 == part.bytes && hex::encode(Sha256::digest(&bytes)) == part.sha256

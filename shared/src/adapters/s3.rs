@@ -135,6 +135,36 @@ impl ExportSink for S3Sink {
         Ok(Some(bytes.into_bytes().to_vec()))
     }
 
+    async fn list(&self, dir: &str) -> Result<Vec<String>, StoreError> {
+        let full_dir = format!("{}/", self.full(dir));
+        let strip = self.full("").len();
+        let mut keys = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&full_dir)
+            .delimiter("/")
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| {
+                err(format!(
+                    "list {full_dir}: {}",
+                    crate::adapters::aws_message(&e)
+                ))
+            })?;
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key())
+                    .map(|k| k[strip..].to_owned()),
+            );
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
     async fn verify(&self, part: &PartInfo) -> Result<bool, StoreError> {
         Ok(self
             .head(&part.key)

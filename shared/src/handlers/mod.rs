@@ -3,10 +3,10 @@
 //!
 //! - [`dispatch`]: schedule or on-demand request → one queue message per org × UTC day.
 //! - [`export`]: one queue message → one export job run, continued later if deferred.
-//! - [`analytics`]: a committed manifest → per-org, per-day summaries.
+//! - analytics (a committed manifest → Parquet tables) lives in the `scorecards-tables`
+//!   crate, which keeps the Arrow and Parquet dependencies out of the other functions.
 //! - [`aws_env`]: their ports, built from environment variables.
 
-pub mod analytics;
 pub mod aws_env;
 pub mod dispatch;
 pub mod export;

@@ -82,6 +82,9 @@ impl ExportSink for PausingSink {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.get(key).await
     }
+    async fn list(&self, dir: &str) -> Result<Vec<String>, StoreError> {
+        self.inner.list(dir).await
+    }
     async fn verify(&self, part: &PartInfo) -> Result<bool, StoreError> {
         self.inner.verify(part).await
     }

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_lambda_events::event::s3::S3Event;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use genesys_sim::Scenario;
 use scorecards_shared::adapters::dynamodb::DynamoStore;
@@ -13,7 +12,6 @@ use scorecards_shared::adapters::secrets::SecretsManagerCredentials;
 use scorecards_shared::adapters::sqs::SqsQueue;
 use scorecards_shared::clock::{Clock, add};
 use scorecards_shared::domain::{DateField, JobSpec, Source};
-use scorecards_shared::handlers::analytics::handle_s3_event;
 use scorecards_shared::handlers::dispatch::{
     DispatchEnv, DispatchError, DispatchLimits, DispatchRecord, dispatch_json,
 };
@@ -21,6 +19,8 @@ use scorecards_shared::handlers::export::{ExportEnv, Handled, handle_message, ha
 use scorecards_shared::onboarding;
 use scorecards_shared::output::committed_by_id;
 use scorecards_shared::ports::{JobMessage, JobQueue, JobStatus, JobStore, StoreError};
+use scorecards_tables::Outcome;
+use scorecards_tables::handler::handle_s3_event;
 use serde_json::json;
 
 use crate::aws::{config, dynamo_store, s3_sink, unique};
@@ -305,28 +305,22 @@ async fn dispatch_then_export_lands_the_ground_truth_in_s3() {
     assert_same(&exported, &s.h.truth(&org, &jobs));
 
     // Each manifest triggers analytics (a real S3 notification, URL-encoded key); running
-    // it again on the same manifest writes the same bytes.
+    // it again on the same manifest finds the tables current.
     for job in &jobs {
         let key = format!(
             "exports/evaluations/org_id%3D{}/date_field%3D{}/source%3D{}/date%3D{}/_manifest.json",
             job.org_id, job.date_field, job.source, job.day
         );
-        let event: S3Event = serde_json::from_value(json!({"Records": [{
+        let event = json!({"Records": [{
             "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
             "eventTime": "2026-11-29T00:00:00.000Z", "eventName": "ObjectCreated:Put",
-            "userIdentity": {"principalId": "AWS:EXPORTER"},
-            "requestParameters": {"sourceIPAddress": "10.0.0.1"},
-            "responseElements": {"x-amz-request-id": "R", "x-amz-id-2": "I"},
             "s3": {"s3SchemaVersion": "1.0", "configurationId": "manifest",
                    "bucket": {"name": "b", "ownerIdentity": {"principalId": "O"}, "arn": "arn:aws:s3:::b"},
                    "object": {"key": key, "size": 1, "eTag": "e", "sequencer": "1"}}
-        }]}))
-        .unwrap();
+        }]});
         let first = handle_s3_event(s.export.sink.as_ref(), event.clone())
             .await
             .unwrap();
-        let summaries = &first[0];
-        let summarised: u64 = summaries.by_agent_form.iter().map(|a| a.evaluations).sum();
         let committed = s
             .export
             .sink
@@ -334,16 +328,32 @@ async fn dispatch_then_export_lands_the_ground_truth_in_s3() {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(summarised + summaries.skipped, committed.total_records);
-        let path = format!(
-            "analytics/org_id={}/date_field={}/source={}/date={}/by_question.json",
-            job.org_id, job.date_field, job.source, job.day
-        );
-        let before = s.export.sink.get(&path).await.unwrap().unwrap();
-        handle_s3_event(s.export.sink.as_ref(), event)
+        let Outcome::Written { run_id, rows } = &first[0].1 else {
+            panic!("{:?}", first[0].1)
+        };
+        assert_eq!(run_id, &committed.run_id);
+        assert_eq!(rows[0], committed.total_records, "one row per evaluation");
+        assert!(rows[1] > rows[0] && rows[2] > 0, "{rows:?}");
+        let tables =
+            scorecards_tables::table_key("evaluations", &job.partition(), &committed.run_id);
+        let before = s.export.sink.get(&tables).await.unwrap().unwrap();
+        // The same notification again (S3 delivers at least once): nothing is rewritten.
+        let again = handle_s3_event(s.export.sink.as_ref(), event)
             .await
             .unwrap();
-        assert_eq!(s.export.sink.get(&path).await.unwrap().unwrap(), before);
+        assert_eq!(again[0].1, Outcome::UpToDate(committed.run_id.clone()));
+        assert_eq!(s.export.sink.get(&tables).await.unwrap().unwrap(), before);
+        assert_eq!(
+            s.export
+                .sink
+                .list(&scorecards_tables::table_dir(
+                    "evaluations",
+                    &job.partition()
+                ))
+                .await
+                .unwrap(),
+            [tables]
+        );
     }
 
     // The dispatch's status lists every job, committed.

@@ -13,4 +13,5 @@ mod pacing;
 mod probe;
 mod resume;
 mod stores;
+mod tables;
 mod unknowns;
