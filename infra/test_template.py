@@ -96,10 +96,44 @@ redrive = resources["JobQueue"]["Properties"]["RedrivePolicy"]
 check("failed jobs reach the dead-letter queue", redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["JobDeadLetterQueue", "Arn"]})
 
 # The secrets the export function may read are exactly the org secret prefix.
-statements = export["Policies"][0]["Statement"]
+all_statements = export["Policies"][0]["Statement"]
+statements = [s for s in all_statements if "Action" in s]
 secret_arns = [s["Resource"] for s in statements if s["Action"] == "secretsmanager:GetSecretValue"]
 check("export reads only org secrets", secret_arns == [{"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${OrgSecretPrefix}*"}])
 check("the default secret prefix matches the code's", template["Parameters"]["OrgSecretPrefix"]["Default"] in aws_env)
+
+# Least privilege to the prefix: the keys each function's code uses, and no more.
+def leading_keys(statement):
+    return statement.get("Condition", {}).get("ForAllValues:StringLike", {}).get("dynamodb:LeadingKeys")
+
+ledger_rs = (ROOT / "shared" / "src" / "adapters" / "ledger.rs").read_text()
+domain_rs = (ROOT / "shared" / "src" / "domain.rs").read_text()
+ports_rs = (ROOT / "shared" / "src" / "ports.rs").read_text()
+code_prefixes = set(re.findall(r'"(bucket|job|work|request)#', ledger_rs + domain_rs + ports_rs))
+check("the code's table key prefixes are the ones the policies name", code_prefixes == {"bucket", "job", "work", "request"}, str(code_prefixes))
+check("the org registry key is the one the dispatch policy names", '"registry#orgs"' in ledger_rs)
+table_statements = [s for s in statements if s["Action"] == ["dynamodb:GetItem", "dynamodb:PutItem"]]
+check("export's table access is limited to its keys", [leading_keys(s) for s in table_statements] == [["bucket#*", "job#*", "work#*"]])
+dispatch_statements = resources["DispatchFunction"]["Properties"]["Policies"][0]["Statement"]
+check("dispatch's table access is limited to its keys",
+      [leading_keys(s) for s in dispatch_statements if s["Action"] == ["dynamodb:GetItem", "dynamodb:PutItem"]]
+      == [["registry#orgs", "work#*", "request#*"]])
+deletes = [s for s in statements if s["Action"] == "s3:DeleteObject"]
+check("export deletes only under evaluations/",
+      len(deletes) == 1 and all(r["Fn::Sub"].endswith("/evaluations/*") for r in deletes[0]["Resource"]["Fn::If"][1:]))
+writes = [s for s in statements if s["Action"] == ["s3:GetObject", "s3:PutObject"]]
+check("export reads and writes only evaluations/ and forms/",
+      len(writes) == 1 and all(sorted(r["Fn::Sub"].rsplit("/", 2)[-2] for r in branch) == ["evaluations", "forms"]
+                               for branch in writes[0]["Resource"]["Fn::If"][1:]))
+lists = [s for s in statements if s["Action"] == "s3:ListBucket"]
+check("export lists only under evaluations/", len(lists) == 1 and "s3:prefix" in lists[0].get("Condition", {}).get("StringLike", {}))
+s3_rs = (ROOT / "shared" / "src" / "adapters" / "s3.rs").read_text()
+check("the S3 sink lists only run folders of partitions", '"{}/run=", partition.prefix()' in s3_rs and '"evaluations/org_id=' in ports_rs)
+kms = [s for s in all_statements if "Fn::If" in s]
+check("kms:Decrypt only with a configured key and through Secrets Manager",
+      len(kms) == 1 and kms[0]["Fn::If"][0] == "HasOrgSecretKmsKey"
+      and kms[0]["Fn::If"][1]["Action"] == "kms:Decrypt"
+      and "kms:ViaService" in kms[0]["Fn::If"][1]["Condition"]["StringEquals"])
 
 # The analytics tables: Glue columns are exactly the writer's (tables/src/schema.rs), in
 # order and type; partition keys and the projected location follow the key the writer uses.

@@ -7,6 +7,7 @@
 //! | `BUCKET_NAME` | export, analytics | S3 bucket of the output |
 //! | `OUTPUT_PREFIX` | export, analytics | key prefix in the bucket (default none) |
 //! | `ORG_SECRET_PREFIX` | export | Secrets Manager name prefix (default `scorecards/orgs/`) |
+//! | `SCORECARDS_ALLOWED_HOST_SUFFIXES` | export | host suffixes an org secret's base URLs may name besides Genesys Cloud hosts (default none; read by `genesys::OrgEndpoint::new`) |
 //!
 //! AWS clients honour `AWS_ENDPOINT_URL` (and per-service overrides), so the same binaries
 //! run against a local emulator; S3 then uses path-style addressing.
@@ -30,6 +31,7 @@ pub const VARIABLES: &[&str] = &[
     "BUCKET_NAME",
     "OUTPUT_PREFIX",
     "ORG_SECRET_PREFIX",
+    "SCORECARDS_ALLOWED_HOST_SUFFIXES",
 ];
 
 /// A missing required variable.
