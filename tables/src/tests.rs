@@ -34,7 +34,7 @@ fn eval(id: &str, agent: &str, total: f64, kill: bool) -> String {
 
 fn line(evaluation: &str, calibration: bool) -> String {
     format!(
-        r#"{{"schema_version":1,"source":"human","is_calibration":{calibration},"evaluation":{evaluation}}}"#
+        r#"{{"schema_version":1,"org_id":"{ORG}","region":"mypurecloud.com","run_id":"run-1","window":{{"from":"2026-11-28T00:00:00Z","to":"2026-11-29T00:00:00Z","date_field":"submittedDate"}},"source":"human","is_calibration":{calibration},"evaluation":{evaluation}}}"#
     ) + "\n"
 }
 
