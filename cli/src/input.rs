@@ -18,6 +18,12 @@ pub const WINDOW_RULE: &str = "Windows are exported by whole UTC days (a time in
     exports the whole day), at most 367 days per run (last-366d: 366 days and today so far); \
     times need a zone (Z or an offset)";
 
+/// The rule for `run`'s windows, as its `--help` states it: the dispatch function takes at
+/// most 92 days per request.
+pub const RUN_WINDOW_RULE: &str = "Windows are dispatched by whole UTC days (a time inside a \
+    day covers the whole day), at most 92 days and 1,000 orgs per request; times need a zone \
+    (Z or an offset)";
+
 /// Bad input as an error that exits 2.
 pub fn bad(flag: impl Into<String>, problem: impl Into<String>) -> anyhow::Error {
     InvalidValue::new(flag, problem).into()

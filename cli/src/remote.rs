@@ -84,7 +84,7 @@ pub enum OrgsCommand {
 
 /// `scorecards run …`
 #[derive(Args, Debug)]
-#[command(after_help = crate::input::WINDOW_RULE)]
+#[command(after_help = crate::input::RUN_WINDOW_RULE)]
 pub struct RunArgs {
     /// Accepted for compatibility: `run` always invokes the deployed dispatch function.
     #[arg(long, hide = true)]

@@ -305,7 +305,20 @@ impl Exporter {
         observer: &dyn ExportObserver,
     ) -> Result<ExportReport, ExportError> {
         let now = self.clock.now();
-        self.check_org().await?;
+        match self.check_org().await {
+            Ok(()) => {}
+            // The org's bucket is blocked past this run's budget (a deadline an earlier run
+            // met): deferred, like any other request would be.
+            Err(ExportError::Genesys(GenesysError::Deferred { until })) => {
+                return Ok(ExportReport {
+                    outcome: ExportOutcome::Deferred { until },
+                    stats: RequestStats::default(),
+                    run_stats: RequestStats::default(),
+                    evaluations: 0,
+                });
+            }
+            Err(e) => return Err(e),
+        }
         let lease_until = self.lease_until(now);
         let checkpoint = match self
             .jobs

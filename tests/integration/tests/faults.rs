@@ -206,10 +206,19 @@ async fn a_retry_after_of_an_hour_defers_with_a_checkpoint_and_resumes() {
         h.long_sleeps().is_empty(),
         "no in-process wait for an hour-long Retry-After"
     );
-    // An hour later the job resumes from its checkpoint and commits.
-    h.clock.advance(Duration::from_secs(3601));
+    // Run again before the deadline: still deferred (until then), not failed, and no request.
     let org = h.org(0);
     let jobs = h.jobs(&org);
+    let before = h.sim.stats().total_requests();
+    let early = run_org(&h.exporter(&org, "too-early"), &jobs, &NoProgress).await;
+    assert_eq!(early.status, OrgStatus::Deferred { until }, "{early:?}");
+    assert_eq!(
+        h.sim.stats().total_requests(),
+        before,
+        "nothing sent before the deadline"
+    );
+    // An hour later the job resumes from its checkpoint and commits.
+    h.clock.advance(Duration::from_secs(3601));
     let summary = run_org(&h.exporter(&org, "later"), &jobs, &NoProgress).await;
     assert_eq!(summary.status, OrgStatus::Committed, "{summary:?}");
     assert_same(&h.exported(&jobs).await, &h.truth(&org, &jobs));
