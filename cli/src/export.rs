@@ -181,6 +181,8 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     let now = clock.now();
     let window = input::window(&args.window, args.from.as_deref(), args.to.as_deref(), now)?;
     input::check_out_dir("--out", &args.out)?;
+    // Bars only on a terminal; in a log file or CI, a line per day and a heartbeat instead.
+    let no_progress = args.no_progress || !std::io::IsTerminal::is_terminal(&std::io::stderr());
     let store = input::open_state("--state", &args.state)?;
     if args.simulate {
         // Checked before the simulator starts.
@@ -258,14 +260,14 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         jobs: Arc::new(WatchedJobs {
             inner: store_ledger,
             orgs: by_org,
-            log: args.no_progress,
+            log: no_progress,
         }),
         sink: Arc::new(LocalDirSink::new(&args.out)),
         clock,
     };
 
     let bars = MultiProgress::new();
-    if args.no_progress {
+    if no_progress {
         bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     let style =
@@ -299,7 +301,7 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
             export_one(org, name, jobs, settings, ports, holder, p).await
         }));
     }
-    let ticker = tokio::spawn(show_progress(shown, args.no_progress));
+    let ticker = tokio::spawn(show_progress(shown, no_progress));
     let aborts: Vec<_> = tasks.iter().map(|t| t.abort_handle()).collect();
     let all = async {
         let mut rows = Vec::new();

@@ -127,19 +127,27 @@ pub struct WatchedJobs {
 }
 
 impl WatchedJobs {
-    fn seen(&self, spec: &JobSpec, status: &JobStatus) {
+    fn seen(&self, spec: &JobSpec, status: &JobStatus, now: Timestamp) {
         let Some(org) = self.orgs.get(&spec.org_id) else {
             return;
         };
         let (evaluations, note) = match status {
-            JobStatus::Committed { evaluations, .. } => (Some(*evaluations), String::new()),
+            // A day verified unchanged keeps the commit time of its earlier run.
+            JobStatus::Committed {
+                evaluations,
+                committed_at,
+                ..
+            } if *committed_at < now => (Some(*evaluations), "up to date (verified)".to_owned()),
+            JobStatus::Committed { evaluations, .. } => {
+                (Some(*evaluations), "committed".to_owned())
+            }
             JobStatus::CommittedWithGaps {
                 evaluations,
                 unavailable,
                 ..
             } => (
                 Some(*evaluations),
-                format!(" with gaps ({unavailable} refused by the API)"),
+                format!("committed with gaps ({unavailable} refused by the API)"),
             ),
             JobStatus::Deferred { until, reason } => {
                 if self.log {
@@ -166,7 +174,7 @@ impl WatchedJobs {
             .fetch_add(evaluations, Ordering::SeqCst);
         if self.log {
             eprintln!(
-                "{} {}: committed{note}, {evaluations} evaluations (day {done} of {})",
+                "{} {}: {note}, {evaluations} evaluations (day {done} of {})",
                 org.label, spec.day, org.days_total
             );
         }
@@ -212,7 +220,7 @@ impl JobStore for WatchedJobs {
         now: Timestamp,
     ) -> Result<(), JobStoreError> {
         self.inner.finish(spec, holder, status.clone(), now).await?;
-        self.seen(spec, &status);
+        self.seen(spec, &status, now);
         Ok(())
     }
     async fn get(&self, spec: &JobSpec) -> Result<Option<JobRecord>, StoreError> {

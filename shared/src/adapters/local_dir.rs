@@ -57,6 +57,8 @@ async fn write_atomically(path: &Path, bytes: Vec<u8>) -> Result<(), StoreError>
             .map_err(|e| err(format!("{}: {e}", dir.display())))?;
         tmp.write_all(&bytes).map_err(err)?;
         tmp.as_file().sync_all().map_err(err)?;
+        // Readable by consumers running as other users, like any exported file.
+        set_readable(tmp.as_file());
         tmp.persist(&path)
             .map_err(|e| err(format!("{}: {e}", path.display())))?;
         Ok(())
@@ -72,9 +74,21 @@ impl ExportSink for LocalDirSink {
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        match tokio::fs::remove_file(self.path(key)?).await {
+        let path = self.path(key)?;
+        match tokio::fs::remove_file(&path).await {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(err(format!("{key}: {e}"))),
-            _ => Ok(()),
+            _ => {
+                // A run folder left empty goes too (S3 has no folders to leave behind); one
+                // another process writes into meanwhile stays.
+                if let Some(dir) = path.parent()
+                    && dir
+                        .file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("run="))
+                {
+                    tokio::fs::remove_dir(dir).await.ok();
+                }
+                Ok(())
+            }
         }
     }
 
@@ -158,6 +172,7 @@ impl ExportSink for LocalDirSink {
             let mut tmp = tempfile::NamedTempFile::new_in(&partition_dir).map_err(err)?;
             std::io::Write::write_all(&mut tmp, &json).map_err(err)?;
             tmp.as_file().sync_all().map_err(err)?;
+            set_readable(tmp.as_file());
             tmp.persist(&manifest_path)
                 .map_err(|e| err(format!("{}: {e}", manifest_path.display())))?;
             // Still under the lock: everything under the partition's run folders that the
@@ -169,6 +184,14 @@ impl ExportSink for LocalDirSink {
         })
         .await
         .map_err(err)?
+    }
+}
+
+/// Makes a file readable by everyone (`0644`): temporary files start as `0600`.
+fn set_readable(file: &std::fs::File) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Err(e) = file.set_permissions(std::fs::Permissions::from_mode(0o644)) {
+        tracing::warn!(error = %e, "could not make an exported file readable by others");
     }
 }
 

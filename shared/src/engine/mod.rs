@@ -540,6 +540,13 @@ impl Exporter {
         observer: &dyn ExportObserver,
     ) -> Result<Finished, ExportError> {
         let spec = run.spec;
+        // This very run is the committed one: a stop between its manifest and its job record
+        // left the checkpoint behind. It is done.
+        if let Some(manifest) = self.sink.manifest(&spec.partition()).await?
+            && manifest.run_id == run.cp.run_id
+        {
+            return Ok(Finished::Verified(manifest));
+        }
         let discovered = match self.read_discovery(run).await? {
             Some(discovered) => discovered,
             None => {
@@ -559,6 +566,7 @@ impl Exporter {
         } else {
             self.committed_day(&spec.partition()).await?
         };
+
         if run.cp.carried_from.as_ref() != committed.as_ref().map(|c| &c.manifest.run_id)
             && (run.cp.carried_parts > 0 || run.cp.carried_from.is_some())
         {
@@ -841,7 +849,18 @@ impl Exporter {
         };
         let mut changed = BTreeMap::new();
         for part in &manifest.parts {
-            for line in self.part_lines(part).await? {
+            let lines = match self.part_lines(part).await {
+                Ok(lines) => lines,
+                // A listed part missing or not as listed: the committed day cannot be
+                // carried over or verified; it is exported again in full (the new commit
+                // replaces it).
+                Err(ExportError::Incomplete(problem)) => {
+                    tracing::warn!(%problem, "the committed day is damaged; exporting it again in full");
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            };
+            for line in lines {
                 let line = line?;
                 let head: crate::genesys::models::EvaluationHead =
                     serde_json::from_str(line.evaluation.get()).map_err(|e| {

@@ -319,3 +319,103 @@ async fn both_sources_after_a_committed_human_day_are_exported_not_up_to_date() 
     ];
     each_job_exact(&variants, false).await;
 }
+
+/// A sink whose commit takes effect but whose answer is lost (a stop right after the
+/// manifest is written, before the job record says so).
+struct AnswerLostOnCommit(Arc<LocalDirSink>);
+
+#[async_trait]
+impl ExportSink for AnswerLostOnCommit {
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        self.0.put(key, bytes).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.0.delete(key).await
+    }
+    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        self.0.exists(key).await
+    }
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.get(key).await
+    }
+    async fn list(&self, dir: &str) -> Result<Vec<String>, StoreError> {
+        self.0.list(dir).await
+    }
+    async fn verify(&self, part: &PartInfo) -> Result<bool, StoreError> {
+        self.0.verify(part).await
+    }
+    async fn manifest_version(&self, partition: &Partition) -> Result<Option<String>, StoreError> {
+        self.0.manifest_version(partition).await
+    }
+    async fn commit(
+        &self,
+        manifest: &Manifest,
+        expected: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        self.0.commit(manifest, expected).await?;
+        Err(StoreError::new("test", "the answer was lost"))
+    }
+}
+
+#[tokio::test]
+async fn a_run_stopped_between_its_manifest_and_its_job_record_is_found_committed() {
+    let h = Harness::start(Scenario::test()).await;
+    let org = h.org(0);
+    let job = h.jobs(&org)[1].clone();
+    let lost = Ports {
+        sink: Arc::new(AnswerLostOnCommit(h.sink.clone())),
+        ..h.ports.clone()
+    };
+    let first = org_exporter(&org, &settings(), &lost, "first").unwrap();
+    assert!(first.exporter.run(&job, &NoProgress).await.is_err());
+    let manifest = h.sink.manifest(&job.partition()).await.unwrap().unwrap();
+    let root = h.sink.root().to_owned();
+    let before = snapshot(&root);
+
+    let again = org_exporter(&org, &settings(), &h.ports, "again").unwrap();
+    let report = again.exporter.run(&job, &NoProgress).await.unwrap();
+    assert!(
+        matches!(&report.outcome, ExportOutcome::UpToDate { run_id, .. } if *run_id == manifest.run_id),
+        "{:?}",
+        report.outcome
+    );
+    // Nothing written into the committed run: its folder holds exactly the listed parts.
+    let after = snapshot(&root);
+    let run_dir = root
+        .join(job.partition().prefix())
+        .join(format!("run={}", manifest.run_id));
+    let in_run: Vec<&PathBuf> = after.keys().filter(|p| p.starts_with(&run_dir)).collect();
+    let listed: Vec<PathBuf> = manifest.parts.iter().map(|p| root.join(&p.key)).collect();
+    assert_eq!(in_run, listed.iter().collect::<Vec<_>>());
+    assert!(
+        committed_bytes(&before, &root, &manifest) == committed_bytes(&after, &root, &manifest)
+    );
+}
+
+#[tokio::test]
+async fn a_committed_day_with_a_lost_part_is_exported_again() {
+    let h = Harness::start(Scenario::test()).await;
+    let org = h.org(0);
+    let job = h.jobs(&org)[1].clone();
+    let first = org_exporter(&org, &settings(), &h.ports, "first").unwrap();
+    first.exporter.run(&job, &NoProgress).await.unwrap();
+    let manifest = h.sink.manifest(&job.partition()).await.unwrap().unwrap();
+    std::fs::remove_file(h.sink.root().join(&manifest.parts[0].key)).unwrap();
+
+    let again = org_exporter(&org, &settings(), &h.ports, "again").unwrap();
+    let report = again.exporter.run(&job, &NoProgress).await.unwrap();
+    let ExportOutcome::Committed(second) = report.outcome else {
+        panic!("{:?}", report.outcome)
+    };
+    assert_ne!(second.run_id, manifest.run_id);
+    let committed = read_committed(h.sink.as_ref() as &dyn ExportSink, &job.partition())
+        .await
+        .unwrap()
+        .unwrap();
+    let exported: BTreeMap<String, String> = committed
+        .evaluations
+        .into_iter()
+        .map(|e| (e.id, e.evaluation))
+        .collect();
+    assert_same(&exported, &truth(&h, &job, DateField::SubmittedDate));
+}
