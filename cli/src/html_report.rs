@@ -18,7 +18,8 @@ pub struct ReportArgs {
     /// Output directory of `scorecards export` (with its tables/).
     #[arg(long, default_value = "./exports")]
     dir: PathBuf,
-    /// Only these org ids (comma-separated; default every org).
+    /// The org (one: a report never mixes customers; may be left out when the folder
+    /// holds one org's tables).
     #[arg(long, value_delimiter = ',')]
     orgs: Vec<String>,
     /// First day, UTC (inclusive).
@@ -35,10 +36,73 @@ pub struct ReportArgs {
     source: String,
 }
 
-/// Runs `scorecards report`.
+/// Runs `scorecards report`. Bad input (exit 2, naming the flag) before anything is read:
+/// a folder without tables, an org without tables there, more than one org (a report never
+/// mixes customers), an unknown date field or source, `--from` after `--to`.
 pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
+    let tables = args.dir.join("tables").join("evaluations");
+    if !tables.is_dir() {
+        return Err(crate::input::bad(
+            "--dir",
+            format!(
+                "{} holds no tables: give the output folder of `scorecards export` (or run `scorecards tables --out DIR` first)",
+                args.dir.display()
+            ),
+        ));
+    }
+    let with_tables: Vec<String> = std::fs::read_dir(&tables)?
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .strip_prefix("org_id=")
+                .map(str::to_owned)
+        })
+        .collect();
+    let org = match args.orgs.as_slice() {
+        [] if with_tables.len() == 1 => with_tables[0].clone(),
+        [] => {
+            return Err(crate::input::bad(
+                "--orgs",
+                format!(
+                    "{} holds the tables of {} orgs: choose one (a report covers one org, never mixing customers)",
+                    args.dir.display(),
+                    with_tables.len()
+                ),
+            ));
+        }
+        [one] => one.clone(),
+        _ => {
+            return Err(crate::input::bad(
+                "--orgs",
+                "give one org id: a report covers one org, never mixing customers",
+            ));
+        }
+    };
+    org.parse::<scorecards_shared::domain::OrgId>()
+        .map_err(|e| crate::input::bad("--orgs", e.problem))?;
+    if !with_tables.contains(&org) {
+        return Err(crate::input::bad(
+            "--orgs",
+            format!("{} holds no tables for org {org}", args.dir.display()),
+        ));
+    }
+    args.date_field
+        .parse::<scorecards_shared::domain::DateField>()
+        .map_err(|e| crate::input::bad("--date-field", e.problem))?;
+    args.source
+        .parse::<scorecards_shared::domain::Source>()
+        .map_err(|e| crate::input::bad("--source", e.problem))?;
+    if let (Some(from), Some(to)) = (args.from, args.to)
+        && from > to
+    {
+        return Err(crate::input::bad(
+            "--from",
+            format!("{from} is after --to {to}"),
+        ));
+    }
     let selection = Selection {
-        orgs: args.orgs,
+        orgs: vec![org],
         from: args.from,
         to: args.to,
         date_field: Some(args.date_field),

@@ -47,6 +47,15 @@ pub async fn write(
 
 /// Runs `scorecards tables`.
 pub async fn run(args: TablesArgs) -> anyhow::Result<ExitCode> {
+    if !args.out.join("evaluations").is_dir() {
+        return Err(crate::input::bad(
+            "--out",
+            format!(
+                "{} is not an output folder of `scorecards export` (no evaluations/ in it)",
+                args.out.display()
+            ),
+        ));
+    }
     let partitions =
         local_partitions(&args.out).with_context(|| format!("reading {}", args.out.display()))?;
     let sink = LocalDirSink::new(&args.out);

@@ -457,3 +457,52 @@ mod stack {
             .stderr(predicate::str::contains("error: client secret: "));
     }
 }
+
+#[test]
+fn the_report_covers_one_org_and_refuses_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    export(dir.path(), "test").assert().code(0);
+    // Two orgs in the folder: the report must be told which (it never mixes customers).
+    scorecards(dir.path())
+        .args(["report", "--dir", "out", "--out", "r.html"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--orgs"));
+    scorecards(dir.path())
+        .args(["report", "--dir", "nope", "--out", "r.html"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--dir"));
+    scorecards(dir.path())
+        .args(["tables", "--out", "nope"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--out"));
+    let org = std::fs::read_dir(dir.path().join("out/tables/evaluations"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().replace("org_id=", ""))
+        .next()
+        .unwrap();
+    for (flag, value) in [
+        ("--orgs", "00000000-0000-0000-0000-000000000000"),
+        ("--source", "bogus"),
+        ("--date-field", "bogus"),
+    ] {
+        let mut cmd = scorecards(dir.path());
+        cmd.args(["report", "--dir", "out", "--out", "r.html"]);
+        if flag != "--orgs" {
+            cmd.args(["--orgs", &org]);
+        }
+        cmd.args([flag, value])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(flag));
+    }
+    scorecards(dir.path())
+        .args(["report", "--dir", "out", "--out", "r.html", "--orgs", &org])
+        .assert()
+        .code(0);
+    let html = std::fs::read_to_string(dir.path().join("r.html")).unwrap();
+    assert!(html.contains("<svg"), "a report with charts");
+}
