@@ -23,6 +23,7 @@ pub use parts::SCHEMA_VERSION;
 use crate::clock::{self, Clock};
 use crate::domain::Source;
 use crate::domain::{JobSpec, RunId};
+use crate::genesys::models::EvaluationHead;
 use crate::genesys::{Counted, GenesysClient, GenesysError};
 use crate::ports::{
     Checkpoint, CommitStatus, Discovered, ExportSink, GroupSet, JobStatus, JobStore, JobStoreError,
@@ -860,14 +861,7 @@ impl Exporter {
                 }
                 Err(e) => return Err(e),
             };
-            for line in lines {
-                let line = line?;
-                let head: crate::genesys::models::EvaluationHead =
-                    serde_json::from_str(line.evaluation.get()).map_err(|e| {
-                        ExportError::Incomplete(format!(
-                            "a committed line has no evaluation id: {e}"
-                        ))
-                    })?;
+            for (head, _) in lines {
                 changed.insert(head.id, head.changed_date);
             }
         }
@@ -878,13 +872,22 @@ impl Exporter {
     async fn part_lines(
         &self,
         part: &PartInfo,
-    ) -> Result<Vec<Result<parts::CommittedLine, ExportError>>, ExportError> {
-        let bytes = self.sink.get(&part.key).await?.ok_or_else(|| {
-            ExportError::Incomplete(format!("{} is listed but missing", part.key))
-        })?;
+    ) -> Result<Vec<(EvaluationHead, parts::CommittedLine)>, ExportError> {
+        let damaged = |problem: String| ExportError::Incomplete(format!("{}: {problem}", part.key));
+        let bytes = self
+            .sink
+            .get(&part.key)
+            .await?
+            .ok_or_else(|| damaged("listed but missing".into()))?;
         parts::read_ndjson::<parts::CommittedLine>(&bytes, &part.sha256)
-            .map(|lines| lines.into_iter().map(Ok).collect())
-            .map_err(|e| ExportError::Incomplete(format!("{}: {e}", part.key)))
+            .map_err(damaged)?
+            .into_iter()
+            .map(|line| {
+                serde_json::from_str::<EvaluationHead>(line.evaluation.get())
+                    .map(|head| (head, line))
+                    .map_err(|e| damaged(format!("a line without an evaluation id: {e}")))
+            })
+            .collect()
     }
 
     /// Writes the committed run's unchanged evaluations (`carry`) into this run's parts,
@@ -904,14 +907,7 @@ impl Exporter {
             .skip(run.cp.carried_parts)
         {
             let mut part = PartBuilder::new();
-            for line in self.part_lines(part_info).await? {
-                let line = line?;
-                let head: crate::genesys::models::EvaluationHead =
-                    serde_json::from_str(line.evaluation.get()).map_err(|e| {
-                        ExportError::Incomplete(format!(
-                            "a committed line has no evaluation id: {e}"
-                        ))
-                    })?;
+            for (head, line) in self.part_lines(part_info).await? {
                 if !carry.contains(&head.id) {
                     continue;
                 }
