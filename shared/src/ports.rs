@@ -124,7 +124,7 @@ pub trait RateLedger: Send + Sync + 'static {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartInfo {
     /// Object key relative to the sink root, e.g.
-    /// `evaluations/org_id=o/date=2026-11-28/run=…/part-00000.ndjson.gz`.
+    /// `evaluations/org_id=o/date_field=submittedDate/source=both/date=2026-11-28/run=…/part-000001-00000.ndjson.gz`.
     pub key: String,
     /// NDJSON lines (evaluations) in the part.
     pub records: u64,

@@ -1,8 +1,10 @@
 //! The logic of the Lambda functions (DESIGN §2); each `functions/*/src/main.rs` only builds
 //! clients from its environment and calls in here.
 //!
-//! - [`dispatch`]: schedule or on-demand request → one queue message per org × UTC day.
-//! - [`export`]: one queue message → one export job run, continued later if deferred.
+//! - [`dispatch`]: schedule or on-demand request → the days added to each org's pending set,
+//!   one queue message per org.
+//! - [`export`]: one org message → the org's pending days exported under its lease, continued
+//!   by one message when days remain.
 //! - analytics (a committed manifest → Parquet tables) lives in the `scorecards-tables`
 //!   crate, which keeps the Arrow and Parquet dependencies out of the other functions.
 //! - [`aws_env`]: their ports, built from environment variables.
