@@ -202,7 +202,8 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     if let Some(sim) = &_sim {
         let (from, to) = sim.period();
         let earliest = from.checked_sub(jiff::SignedDuration::from_hours(48))?;
-        if window.to <= earliest || window.from >= to {
+        // Dates lie in [period start − 2 days, period end], the end included.
+        if window.to <= earliest || window.from > to {
             eprintln!(
                 "warning: the window {} .. {} lies outside the scenario's data: expect 0 evaluations",
                 to_second(window.from),
@@ -301,6 +302,12 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
             export_one(org, name, jobs, settings, ports, holder, p).await
         }));
     }
+    let handles: Vec<ProgressBar> = shown.iter().map(|(bar, _)| bar.clone()).collect();
+    // Bars finished and cleared before the table, so none is drawn again after it.
+    let clear_bars = || {
+        handles.iter().for_each(ProgressBar::finish_and_clear);
+        bars.clear().ok();
+    };
     let ticker = tokio::spawn(show_progress(shown, no_progress));
     let aborts: Vec<_> = tasks.iter().map(|t| t.abort_handle()).collect();
     let all = async {
@@ -325,7 +332,7 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
             for (bucket, holder) in &buckets {
                 let _ = ports.ledger.release(bucket, holder).await;
             }
-            bars.clear().ok();
+            clear_bars();
             let rows: Vec<OrgRow> = progress.iter().map(|p| interrupted_row(p)).collect();
             print_table(&rows);
             eprintln!("interrupted: committed days are listed above; the rest is checkpointed: run the same command again to resume");
@@ -333,7 +340,7 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         }
     };
     ticker.abort();
-    bars.clear().ok();
+    clear_bars();
     print_table(&rows);
     if let Some(mib) = crate::report::peak_memory_mib() {
         eprintln!("peak memory: {mib:.1} MiB");

@@ -137,7 +137,10 @@ pub async fn probe(client: &GenesysClient, settings: ProbeSettings, now: Timesta
     let mut p = Probe::new(id, settings, now);
     let counted = client.counted();
     let mut findings = BTreeMap::new();
-    let mut stopped = p.sample(&counted).await.err();
+    let mut stopped = match p.check_org(&counted).await {
+        Ok(()) => p.sample(&counted).await.err(),
+        Err(stop) => Some(stop),
+    };
     for u in ORDER {
         let result = match &stopped {
             Some(stop) => Err(stop.clone()),
@@ -334,6 +337,23 @@ impl Probe {
 
     /// The sample: the newest human evaluations submitted in the last days, and their
     /// `COUNT` aggregation.
+    /// The credentials must act in the org being probed (`GET /api/v2/organizations/me`),
+    /// else the report would describe another org.
+    async fn check_org(&mut self, c: &Counted<'_>) -> Result<(), Stop> {
+        let reply = self.call(c, "/api/v2/organizations/me", None).await?;
+        let configured = c.client().endpoint().org_id.as_str();
+        match reply.result {
+            Ok(v) if v["id"].as_str() == Some(configured) => Ok(()),
+            Ok(v) => Err(Stop::Failed(format!(
+                "the credentials configured for org {configured} act in org {}: fix the org id or the client credentials",
+                v["id"].as_str().unwrap_or("(unknown)")
+            ))),
+            Err((status, code, message)) => Err(Stop::Failed(format!(
+                "GET /api/v2/organizations/me: HTTP {status} {code}: {message}"
+            ))),
+        }
+    }
+
     async fn sample(&mut self, c: &Counted<'_>) -> Result<(), Stop> {
         for days in [self.settings.lookback_days, 89] {
             self.window = (

@@ -156,3 +156,52 @@ async fn the_pessimistic_scenario_reads_b_for_every_unknown() {
         );
     }
 }
+
+#[tokio::test]
+async fn credentials_of_another_org_are_refused_by_the_probe() {
+    let h = Harness::start(Scenario::test()).await;
+    let (this, other) = (h.org(0), h.org(1));
+    let mixed = scorecards_shared::config::OrgSetup {
+        endpoint: scorecards_shared::genesys::OrgEndpoint::new(
+            this.endpoint.org_id.clone(),
+            other.endpoint.region.clone(),
+            other.endpoint.api_base_url.as_str(),
+            other.endpoint.login_base_url.as_str(),
+            other.endpoint.client_id.clone(),
+            other.endpoint.client_secret.clone(),
+        )
+        .unwrap(),
+        ..other.clone()
+    };
+    let report = probe_org(
+        &mixed,
+        &RunSettings::default(),
+        &h.ports.ledger,
+        &h.ports.clock,
+        "probe-mixed",
+        ProbeSettings::default(),
+    )
+    .await;
+    let error = report.error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains(&format!("act in org {}", other.endpoint.org_id)),
+        "{error:?}"
+    );
+    assert!(
+        report
+            .findings
+            .iter()
+            .all(|f| f.answer == Answer::NotObserved),
+        "no answer is reported for the wrong org"
+    );
+    let searched = h
+        .sim
+        .stats()
+        .org(other.endpoint.org_id.as_str())
+        .endpoint("search")
+        .requests;
+    assert_eq!(
+        searched, 0,
+        "nothing asked with the wrong org's credentials"
+    );
+}
