@@ -88,7 +88,24 @@ pub fn window(
             }
             (Window::new(start, end.min(now))?, "--from/--to")
         }
-        None => (named_window(named, now)?, "--window"),
+        None => {
+            // `last-<N>d` beyond the limit: the same rule and message as `--from`/`--to`.
+            if let Some(n) = named
+                .strip_prefix("last-")
+                .and_then(|r| r.strip_suffix('d'))
+                .and_then(|n| n.parse::<usize>().ok())
+                && n >= MAX_DAYS
+            {
+                return Err(InvalidValue::new(
+                    "--window",
+                    format!(
+                        "covers {} UTC days; at most {MAX_DAYS} per run: split it into several runs",
+                        n + 1
+                    ),
+                ));
+            }
+            (named_window(named, now)?, "--window")
+        }
     };
     let days = w.utc_days(now).len();
     if days > MAX_DAYS {
@@ -237,6 +254,13 @@ mod tests {
             367
         );
         assert!(window("last-367d", None, None, now()).is_err());
+        // One rule, one message, whichever way the window is given.
+        let e = window("last-400d", None, None, now()).unwrap_err();
+        assert_eq!(e.field, "--window");
+        assert!(
+            e.problem.contains("covers 401 UTC days; at most 367"),
+            "{e}"
+        );
         let e = window("yesterday", Some("2000-01-01"), None, now()).unwrap_err();
         assert_eq!(e.field, "--from/--to");
         assert!(e.problem.contains("at most 367"), "{e}");

@@ -61,6 +61,12 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Output piped into a reader that stops early (`| head`) ends the process quietly, as
+    // for any command-line tool, instead of a panic on the closed pipe.
+    // SAFETY: called first, before any other thread exists; SIG_DFL is a valid handler.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
