@@ -27,8 +27,7 @@ use crate::genesys::models::EvaluationHead;
 use crate::genesys::{Counted, GenesysClient, GenesysError};
 use crate::ports::{
     Checkpoint, CommitStatus, Discovered, ExportSink, GroupSet, JobStatus, JobStore, JobStoreError,
-    Lease, LeaseOutcome, Manifest, PartInfo, Partition, RequestStats, StoreError, Unavailable,
-    form_key,
+    Lease, LeaseOutcome, Manifest, PartInfo, RequestStats, StoreError, Unavailable, form_key,
 };
 use discovery::Search;
 use fetch::{GroupResult, QueryLearning, SINGLE_GROUP, fetch_group, group_of};
@@ -541,12 +540,16 @@ impl Exporter {
         observer: &dyn ExportObserver,
     ) -> Result<Finished, ExportError> {
         let spec = run.spec;
+        // Read once per run: the commit is conditional on the version read when the lease
+        // was taken, so a commit landing meanwhile cannot be overwritten.
+        let committed_manifest = self.sink.manifest(&spec.partition()).await?;
         // This very run is the committed one: a stop between its manifest and its job record
         // left the checkpoint behind. It is done.
-        if let Some(manifest) = self.sink.manifest(&spec.partition()).await?
-            && manifest.run_id == run.cp.run_id
+        if let Some(manifest) = committed_manifest
+            .as_ref()
+            .filter(|m| m.run_id == run.cp.run_id)
         {
-            return Ok(Finished::Verified(manifest));
+            return Ok(Finished::Verified(manifest.clone()));
         }
         let discovered = match self.read_discovery(run).await? {
             Some(discovered) => discovered,
@@ -562,10 +565,9 @@ impl Exporter {
         // A committed day is refreshed: what is unchanged since its commit is carried over
         // from its parts (S3 reads cost no API quota), only what changed or is new is
         // fetched, and what is gone is dropped. Unchanged altogether: verified, no commit.
-        let committed = if self.config.force {
-            None
-        } else {
-            self.committed_day(&spec.partition()).await?
+        let committed = match committed_manifest {
+            Some(manifest) if !self.config.force => self.committed_day(manifest).await?,
+            _ => None,
         };
 
         if run.cp.carried_from.as_ref() != committed.as_ref().map(|c| &c.manifest.run_id)
@@ -839,15 +841,9 @@ impl Exporter {
         Ok(found.into_values().collect())
     }
 
-    /// The partition's committed run: its manifest and the `changedDate` of each evaluation
-    /// in its parts; `None` when nothing is committed in this output.
-    async fn committed_day(
-        &self,
-        partition: &Partition,
-    ) -> Result<Option<CommittedDay>, ExportError> {
-        let Some(manifest) = self.sink.manifest(partition).await? else {
-            return Ok(None);
-        };
+    /// The committed run of `manifest`: the `changedDate` of each evaluation in its parts;
+    /// `None` when a listed part is damaged (the day is then exported again in full).
+    async fn committed_day(&self, manifest: Manifest) -> Result<Option<CommittedDay>, ExportError> {
         let mut changed = BTreeMap::new();
         for part in &manifest.parts {
             let lines = match self.part_lines(part).await {

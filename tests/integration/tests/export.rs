@@ -295,18 +295,7 @@ async fn credentials_of_another_org_are_refused_before_anything_is_written() {
     let h = Harness::start(Scenario::test()).await;
     let (this, other) = (h.org(0), h.org(1));
     // Org 0's id with org 1's hosts and client credentials: a copy-paste mistake.
-    let mixed = scorecards_shared::config::OrgSetup {
-        endpoint: scorecards_shared::genesys::OrgEndpoint::new(
-            this.endpoint.org_id.clone(),
-            other.endpoint.region.clone(),
-            other.endpoint.api_base_url.as_str(),
-            other.endpoint.login_base_url.as_str(),
-            other.endpoint.client_id.clone(),
-            other.endpoint.client_secret.clone(),
-        )
-        .unwrap(),
-        ..other.clone()
-    };
+    let mixed = h.org_with_credentials_of(0, 1);
     let jobs = h.jobs(&this);
     let summary = run_org(&h.exporter(&mixed, "mixed"), &jobs, &NoProgress).await;
     let OrgStatus::Failed { reason } = &summary.status else {

@@ -55,6 +55,24 @@ impl Harness {
         org_setup(&self.sim.orgs()[index])
     }
 
+    /// Org `index`'s id with org `other`'s hosts and client credentials: a copy-paste
+    /// mistake in an orgs file or a secret.
+    pub fn org_with_credentials_of(&self, index: usize, other: usize) -> OrgSetup {
+        let (this, other) = (self.org(index), self.org(other));
+        OrgSetup {
+            endpoint: OrgEndpoint::new(
+                this.endpoint.org_id.clone(),
+                other.endpoint.region.clone(),
+                other.endpoint.api_base_url.as_str(),
+                other.endpoint.login_base_url.as_str(),
+                other.endpoint.client_id.clone(),
+                other.endpoint.client_secret.clone(),
+            )
+            .unwrap(),
+            ..other
+        }
+    }
+
     /// One job per UTC day of the simulator's whole data period.
     pub fn jobs(&self, org: &OrgSetup) -> Vec<JobSpec> {
         let (from, to) = self.sim.period();

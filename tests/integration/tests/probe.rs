@@ -160,19 +160,8 @@ async fn the_pessimistic_scenario_reads_b_for_every_unknown() {
 #[tokio::test]
 async fn credentials_of_another_org_are_refused_by_the_probe() {
     let h = Harness::start(Scenario::test()).await;
-    let (this, other) = (h.org(0), h.org(1));
-    let mixed = scorecards_shared::config::OrgSetup {
-        endpoint: scorecards_shared::genesys::OrgEndpoint::new(
-            this.endpoint.org_id.clone(),
-            other.endpoint.region.clone(),
-            other.endpoint.api_base_url.as_str(),
-            other.endpoint.login_base_url.as_str(),
-            other.endpoint.client_id.clone(),
-            other.endpoint.client_secret.clone(),
-        )
-        .unwrap(),
-        ..other.clone()
-    };
+    let other = h.org(1);
+    let mixed = h.org_with_credentials_of(0, 1);
     let report = probe_org(
         &mixed,
         &RunSettings::default(),
