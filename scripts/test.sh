@@ -68,6 +68,9 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 
+echo "== the function binaries (run under a Runtime API served by the tests)"
+cargo build --locked -p dispatch -p export -p analytics
+
 echo "== cargo test"
 test_log="$(mktemp)"
 trap 'kill "$moto_pid" 2>/dev/null || true; rm -f "$moto_log" "$test_log" "$checks_log"' EXIT

@@ -46,7 +46,8 @@ pub async fn dynamo_store() -> DynamoStore {
     DynamoStore::new(client, table)
 }
 
-async fn dynamo_table() -> (aws_sdk_dynamodb::Client, String) {
+/// A fresh table shaped like the stack's: its client and name.
+pub async fn dynamo_table() -> (aws_sdk_dynamodb::Client, String) {
     let client = aws_sdk_dynamodb::Client::new(&config().await);
     let table = unique("scorecards-test");
     client
@@ -132,6 +133,12 @@ async fn job_and_request_items_carry_their_ttl() {
 }
 
 pub async fn s3_sink() -> S3Sink {
+    let (client, bucket) = bucket().await;
+    S3Sink::new(client, bucket, "exports")
+}
+
+/// A fresh bucket: its client and name.
+pub async fn bucket() -> (aws_sdk_s3::Client, String) {
     let client = s3::client(&config().await);
     let bucket = unique("scorecards-test");
     client
@@ -140,7 +147,7 @@ pub async fn s3_sink() -> S3Sink {
         .send()
         .await
         .expect("create bucket on the emulator");
-    S3Sink::new(client, bucket, "exports")
+    (client, bucket)
 }
 
 #[tokio::test]

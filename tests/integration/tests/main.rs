@@ -4,6 +4,7 @@
 mod harness;
 
 mod aws;
+mod binaries;
 mod chaos;
 mod export;
 mod faults;
