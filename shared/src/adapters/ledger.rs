@@ -9,7 +9,7 @@
 //! - `job#<org>#<dateField>#<source>#<YYYY-MM-DD>`: a [`JobRecord`].
 //! - `work#<org>`: the org's lease (one export chain per org) and its pending days.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -20,7 +20,7 @@ use crate::domain::{JobSpec, OrgId};
 use crate::ports::{
     BucketKey, BucketState, Checkpoint, ConditionalStore, JobRecord, JobStatus, JobStore,
     JobStoreError, LearnedLimit, Lease, LeaseOutcome, MAX_PENDING_DAYS, PendingDay, RateLedger,
-    Settled, StoreError,
+    Settled, StoreError, Versioned,
 };
 
 /// How long items may be kept after their last write before the backend cleans them up:
@@ -43,15 +43,25 @@ fn expiry(key: &str) -> Option<Timestamp> {
 const MAX_ATTEMPTS: usize = 64;
 
 /// `RateLedger` + `JobStore` over any conditional store.
+///
+/// It remembers the last version it read or wrote of each rate bucket (`bucket#…`) and
+/// writes the next one against it without reading first: a holder alone on its bucket (one
+/// export chain per org) renews and leaves with one conditional write each instead of a
+/// read and a write. Safe by construction: the write's condition is that exact version, so
+/// it only lands when nobody wrote since (rate buckets are never deleted, so a version is
+/// never reused); on a failed condition or an error it reads and tries again as usual.
 #[derive(Debug)]
 pub struct StoreLedger<S> {
     store: Arc<S>,
+    /// Rate bucket key → (version, value) last seen by this ledger.
+    seen: Arc<std::sync::Mutex<HashMap<String, (u64, String)>>>,
 }
 
 impl<S> Clone for StoreLedger<S> {
     fn clone(&self) -> Self {
         Self {
             store: Arc::clone(&self.store),
+            seen: Arc::clone(&self.seen),
         }
     }
 }
@@ -61,6 +71,7 @@ impl<S: ConditionalStore> StoreLedger<S> {
     pub fn new(store: S) -> Self {
         Self {
             store: Arc::new(store),
+            seen: Arc::default(),
         }
     }
 
@@ -75,8 +86,20 @@ impl<S: ConditionalStore> StoreLedger<S> {
         T: Serialize + DeserializeOwned + Send,
         E: From<StoreError>,
     {
+        let remember = key.starts_with("bucket#");
+        let mut seen = if remember {
+            self.seen
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(key)
+        } else {
+            None
+        };
         for _ in 0..MAX_ATTEMPTS {
-            let current = self.store.get(key).await?;
+            let current = match seen.take() {
+                Some((version, value)) => Some(Versioned { version, value }),
+                None => self.store.get(key).await?,
+            };
             let (version, item) = match current {
                 Some(v) => (
                     Some(v.version),
@@ -89,7 +112,15 @@ impl<S: ConditionalStore> StoreLedger<S> {
             let (next, out) = f(item)?;
             let value = serde_json::to_string(&next)
                 .map_err(|e| StoreError::new("ledger", format!("cannot encode {key}: {e}")))?;
+            // An error leaves nothing remembered: the write may or may not have landed.
             if self.store.put_if(key, version, &value, expiry(key)).await? {
+                if remember {
+                    let written = version.map_or(1, |v| v + 1);
+                    self.seen
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(key.to_owned(), (written, value));
+                }
                 return Ok(out);
             }
         }
@@ -542,5 +573,94 @@ impl<S: ConditionalStore> StoreLedger<S> {
         serde_json::from_str(&existing.value)
             .map(Some)
             .map_err(|e| StoreError::new("ledger", format!("{key} is malformed: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+    use crate::adapters::memory::MemoryStore;
+
+    /// The memory store, counting reads and writes.
+    #[derive(Default)]
+    struct Counted {
+        inner: MemoryStore,
+        reads: AtomicU32,
+        writes: AtomicU32,
+    }
+
+    #[async_trait]
+    impl ConditionalStore for Counted {
+        async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            self.inner.get(key).await
+        }
+
+        async fn put_if(
+            &self,
+            key: &str,
+            expected: Option<u64>,
+            value: &str,
+            expires_at: Option<Timestamp>,
+        ) -> Result<bool, StoreError> {
+            self.writes.fetch_add(1, Ordering::SeqCst);
+            self.inner.put_if(key, expected, value, expires_at).await
+        }
+    }
+
+    fn at(s: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + s).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_lone_holder_renews_and_leaves_with_one_write_each_and_sees_other_writers() {
+        let store = Arc::new(Counted::default());
+        // Two instances' ledgers over one table: each remembers on its own.
+        let instance = || StoreLedger {
+            store: Arc::clone(&store),
+            seen: Arc::default(),
+        };
+        let (ledger, other) = (instance(), instance());
+        let bucket = BucketKey("bucket#org#client".into());
+        let ops = || {
+            (
+                store.reads.load(Ordering::SeqCst),
+                store.writes.load(Ordering::SeqCst),
+            )
+        };
+        // Join: the first read and write; then renewals are one write each.
+        RateLedger::renew(&ledger, &bucket, "a", at(60), at(0), None)
+            .await
+            .unwrap();
+        assert_eq!(ops(), (1, 1));
+        for s in 1..=3 {
+            let state = RateLedger::renew(&ledger, &bucket, "a", at(60 + s), at(s), None)
+                .await
+                .unwrap();
+            assert_eq!(state.active_holders, 1);
+        }
+        assert_eq!(ops(), (1, 4));
+        // Another ledger (another instance) joins: the next renewal's blind write fails, it
+        // reads and sees two holders.
+        RateLedger::renew(&other, &bucket, "b", at(70), at(4), None)
+            .await
+            .unwrap();
+        assert_eq!(ops(), (2, 5));
+        let state = RateLedger::renew(&ledger, &bucket, "a", at(65), at(5), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            state.active_holders, 2,
+            "the other holder's write is not lost"
+        );
+        assert_eq!(ops(), (3, 7));
+        RateLedger::release(&ledger, &bucket, "a").await.unwrap();
+        assert_eq!(ops(), (3, 8));
+        let state = RateLedger::renew(&other, &bucket, "b", at(70), at(6), None)
+            .await
+            .unwrap();
+        assert_eq!(state.active_holders, 1, "a left");
     }
 }
