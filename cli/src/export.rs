@@ -174,7 +174,8 @@ fn days_text(days: &[(jiff::civil::Date, Window)], now: Timestamp) -> String {
 }
 
 /// Runs the export. Exit code 1 when any org failed, 3 when any org is incomplete
-/// (deferred, held by another process, or committed with gaps), 130 after Ctrl-C, else 0.
+/// (deferred, held by another process, or committed with gaps), 130 after Ctrl-C (SIGINT), 143
+/// after SIGTERM, else 0.
 /// Every input is checked before the simulator starts or any request is sent.
 pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -319,7 +320,7 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     };
     let rows = tokio::select! {
         rows = all => rows?,
-        _ = tokio::signal::ctrl_c() => {
+        code = stop_signal() => {
             aborts.iter().for_each(|a| a.abort());
             ticker.abort();
             // Free this process's job leases and rate-ledger places at once; checkpoints
@@ -336,7 +337,7 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
             let rows: Vec<OrgRow> = progress.iter().map(|p| interrupted_row(p)).collect();
             print_table(&rows);
             eprintln!("interrupted: committed days are listed above; the rest is checkpointed: run the same command again to resume");
-            return Ok(ExitCode::from(130));
+            return Ok(ExitCode::from(code));
         }
     };
     ticker.abort();
@@ -493,6 +494,27 @@ mod tests {
         ];
         for (statuses, want) in cases {
             assert_eq!(exit_code(statuses.iter()), want, "{statuses:?}");
+        }
+    }
+}
+
+/// Resolves when the process is asked to stop, with the shells' exit code for it (128 + the
+/// signal's number): Ctrl-C (SIGINT) → 130; SIGTERM (`kill`, a service manager, a container
+/// stop) → 143. A signal that cannot be watched is never reported.
+async fn stop_signal() -> u8 {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => tokio::select! {
+            () = ctrl_c => 130,
+            _ = term.recv() => 143,
+        },
+        Err(_) => {
+            ctrl_c.await;
+            130
         }
     }
 }

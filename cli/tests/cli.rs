@@ -1,4 +1,4 @@
-//! The `scorecards` binary as users run it: exit codes (0, 1, 2, 3, 130), messages that
+//! The `scorecards` binary as users run it: exit codes (0, 1, 2, 3, 130, 143), messages that
 //! name the flag, progress lines, Ctrl-C and resuming. Export tests run the bundled
 //! simulator in-process; the stack commands need the local AWS emulator that
 //! `bash scripts/test.sh` starts (`AWS_ENDPOINT_URL`).
@@ -263,6 +263,17 @@ limit = { allowed = 10, window_ms = 2000 }
 
 #[test]
 fn ctrl_c_prints_what_was_committed_exits_130_and_a_rerun_resumes() {
+    interrupted_then_resumed("-INT", 130);
+}
+
+#[test]
+fn sigterm_stops_like_ctrl_c_with_exit_143() {
+    interrupted_then_resumed("-TERM", 143);
+}
+
+/// Sends `signal` once the first day is committed: the table of what was committed, exit
+/// `code`, the leases freed (a rerun is not held off) and the rerun finishing the rest.
+fn interrupted_then_resumed(signal: &str, code: i32) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let scenario = write(d, "slow.toml", SLOW);
@@ -303,13 +314,13 @@ fn ctrl_c_prints_what_was_committed_exits_130_and_a_rerun_resumes() {
         "{seen:#?}"
     );
     let killed = StdCommand::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(130), "{stdout}");
+    assert_eq!(out.status.code(), Some(code), "{stdout}");
     assert!(stdout.contains("Slow Org"), "{stdout}");
     assert!(stdout.contains("interrupted: "), "{stdout}");
     assert!(!stdout.contains("interrupted: 0 of"), "{stdout}");
