@@ -465,6 +465,27 @@ async fn export_one(
     row(summary.status.clone(), Some(summary))
 }
 
+/// Resolves when the process is asked to stop, with the shells' exit code for it (128 + the
+/// signal's number): Ctrl-C (SIGINT) → 130; SIGTERM (`kill`, a service manager, a container
+/// stop) → 143. A signal that cannot be watched is never reported.
+async fn stop_signal() -> u8 {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => tokio::select! {
+            () = ctrl_c => 130,
+            _ = term.recv() => 143,
+        },
+        Err(_) => {
+            ctrl_c.await;
+            130
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -494,27 +515,6 @@ mod tests {
         ];
         for (statuses, want) in cases {
             assert_eq!(exit_code(statuses.iter()), want, "{statuses:?}");
-        }
-    }
-}
-
-/// Resolves when the process is asked to stop, with the shells' exit code for it (128 + the
-/// signal's number): Ctrl-C (SIGINT) → 130; SIGTERM (`kill`, a service manager, a container
-/// stop) → 143. A signal that cannot be watched is never reported.
-async fn stop_signal() -> u8 {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => tokio::select! {
-            () = ctrl_c => 130,
-            _ = term.recv() => 143,
-        },
-        Err(_) => {
-            ctrl_c.await;
-            130
         }
     }
 }
