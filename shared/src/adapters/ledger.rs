@@ -44,7 +44,7 @@ const MAX_ATTEMPTS: usize = 64;
 
 /// `RateLedger` + `JobStore` over any conditional store.
 ///
-/// It remembers the last version it read or wrote of each rate bucket (`bucket#…`) and
+/// It remembers the last version it wrote of each rate bucket (`bucket#…`) and
 /// writes the next one against it without reading first: a holder alone on its bucket (one
 /// export chain per org) renews and leaves with one conditional write each instead of a
 /// read and a write. Safe by construction: the write's condition is that exact version, so
@@ -53,7 +53,7 @@ const MAX_ATTEMPTS: usize = 64;
 #[derive(Debug)]
 pub struct StoreLedger<S> {
     store: Arc<S>,
-    /// Rate bucket key → (version, value) last seen by this ledger.
+    /// Rate bucket key → (version, value) this ledger last wrote.
     seen: Arc<std::sync::Mutex<HashMap<String, (u64, String)>>>,
 }
 
