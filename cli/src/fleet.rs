@@ -157,9 +157,11 @@ impl OpCounts {
     }
 }
 
-/// A [`ConditionalStore`] that counts every `get` and `put_if` by the key's kind.
+/// A [`ConditionalStore`] that counts every `get` and `put_if` by the key's kind. Clones
+/// share the items and the counts (one table, many clients).
+#[derive(Clone)]
 struct CountingStore {
-    inner: MemoryStore,
+    inner: Arc<MemoryStore>,
     counts: Arc<Mutex<OpCounts>>,
 }
 
@@ -349,28 +351,33 @@ pub async fn run_fleet(config: &FleetConfig) -> anyhow::Result<FleetFigures> {
     );
 
     let counts = Arc::new(Mutex::new(OpCounts::default()));
-    let store = StoreLedger::new(CountingStore {
-        inner: MemoryStore::new(),
+    let table = CountingStore {
+        inner: Arc::new(MemoryStore::new()),
         counts: Arc::clone(&counts),
-    });
+    };
+    let store = StoreLedger::new(table.clone());
     let ids: Vec<OrgId> = orgs.keys().cloned().collect();
     store.register_orgs(&ids).await?;
     let out = tempfile::tempdir()?;
     let sink: Arc<dyn ExportSink> = Arc::new(LocalDirSink::new(out.path()));
     let queue = Arc::new(SimQueue::default());
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let shared = Arc::new(store.clone());
-    let instance = || ExportEnv {
-        ledger: shared.clone(),
-        jobs: shared.clone(),
-        sink: Arc::clone(&sink),
-        queue: queue.clone(),
-        credentials: Arc::new(SimCredentials {
-            orgs: Arc::clone(&orgs),
-            cached: Mutex::new(HashMap::new()),
-        }),
-        clock: Arc::clone(&clock),
-        settings: RunSettings::default(),
+    // Each warm instance has its own clients over the one table (what a ledger remembers
+    // stays in its instance).
+    let instance = || {
+        let ledger = Arc::new(StoreLedger::new(table.clone()));
+        ExportEnv {
+            ledger: ledger.clone(),
+            jobs: ledger,
+            sink: Arc::clone(&sink),
+            queue: queue.clone(),
+            credentials: Arc::new(SimCredentials {
+                orgs: Arc::clone(&orgs),
+                cached: Mutex::new(HashMap::new()),
+            }),
+            clock: Arc::clone(&clock),
+            settings: RunSettings::default(),
+        }
     };
     let dispatch = DispatchEnv {
         ledger: store.clone(),
