@@ -68,8 +68,10 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 
-echo "== the function binaries (run under a Runtime API served by the tests)"
-cargo build --locked -p dispatch -p export -p analytics
+# Every target, so the function binaries the tests run under a Runtime API are built with
+# the same features as the tests (nothing compiled twice).
+echo "== build"
+cargo build --locked --workspace --all-targets
 
 echo "== cargo test"
 test_log="$(mktemp)"

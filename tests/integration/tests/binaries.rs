@@ -1,5 +1,5 @@
-//! The three Lambda binaries as Lambda runs them. Each built binary (`cargo build -p dispatch
-//! -p export -p analytics`, which the test command runs first) is started as a process of
+//! The three Lambda binaries as Lambda runs them. Each built binary (`cargo build --workspace
+//! --all-targets`, which the test command runs first) is started as a process of
 //! its own with only the environment Lambda and the stack give it, and this test serves it
 //! the Lambda Runtime API (version 2018-06-01: `runtime/invocation/next`,
 //! `runtime/invocation/{id}/response`, `runtime/invocation/{id}/error`). The events are the JSON AWS sends: the template's Scheduler input
@@ -158,7 +158,7 @@ fn binary(name: &str) -> PathBuf {
     let path = dir.join(name);
     assert!(
         path.is_file(),
-        "{} is not built: run `cargo build -p dispatch -p export -p analytics` first (bash scripts/test.sh does)",
+        "{} is not built: run `cargo build --workspace --all-targets` first (bash scripts/test.sh does)",
         path.display()
     );
     path
