@@ -81,6 +81,35 @@ status = 500
         .stdout(predicate::str::contains("Broken Org").and(predicate::str::contains("failed: ")));
 }
 
+/// A `Retry-After` longer than the export waits in-process defers the org: exit 3, and the
+/// table says until when.
+#[test]
+fn a_long_retry_after_defers_the_org_and_exits_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write(
+        dir.path(),
+        "throttled.toml",
+        r#"
+name = "throttled"
+[latency.default]
+min_ms = 0
+max_ms = 0
+[[orgs]]
+name = "Throttled Org"
+region = "mypurecloud.com"
+evaluations = 20
+[[orgs.faults]]
+kind = "too_many_requests"
+endpoint = "search"
+at = [1]
+retry_after = "3600"
+"#,
+    );
+    export(dir.path(), &scenario).assert().code(3).stdout(
+        predicate::str::contains("Throttled Org").and(predicate::str::contains("deferred until")),
+    );
+}
+
 #[test]
 fn the_pessimistic_scenario_commits_with_gaps_and_exits_3() {
     let dir = tempfile::tempdir().unwrap();

@@ -6,6 +6,7 @@ use genesys_sim::Scenario;
 use jiff::ToSpan;
 use scorecards_shared::domain::{JobSpec, Window};
 use scorecards_shared::engine::{ExportOutcome, NoProgress};
+use scorecards_shared::output::read_committed;
 use scorecards_shared::ports::{ExportSink, JobStatus, Manifest};
 use scorecards_shared::runner::{OrgStatus, run_org};
 
@@ -129,9 +130,26 @@ async fn manifests(h: &Harness, jobs: &[JobSpec]) -> Vec<Option<Manifest>> {
     out
 }
 
+/// The envelope fields a carried line keeps, by evaluation id: `source` and `is_calibration`.
+async fn kept_fields(h: &Harness, job: &JobSpec) -> BTreeMap<String, (String, bool)> {
+    read_committed(h.sink.as_ref() as &dyn ExportSink, &job.partition())
+        .await
+        .unwrap()
+        .unwrap()
+        .evaluations
+        .into_iter()
+        .map(|e| (e.id, (e.source, e.is_calibration)))
+        .collect()
+}
+
 #[tokio::test]
 async fn a_rescored_evaluation_is_refetched_alone_and_the_rest_carried_over() {
-    let h = Harness::start(Scenario::test()).await;
+    // Enough automated and calibration evaluations that the day carries some of each.
+    let scenario = Scenario::test().map_orgs(|o| {
+        o.automated_fraction = 0.3;
+        o.calibration_fraction = 0.2;
+    });
+    let h = Harness::start(scenario).await;
     let org = h.org(0);
     let org_id = org.endpoint.org_id.as_str().to_owned();
     let jobs = h.jobs(&org);
@@ -143,6 +161,7 @@ async fn a_rescored_evaluation_is_refetched_alone_and_the_rest_carried_over() {
     )
     .await;
     let first = h.sink.manifest(&job.partition()).await.unwrap().unwrap();
+    let first_fields = kept_fields(&h, &job).await;
     let old_truth = h.truth(&org, std::slice::from_ref(&job));
     let rescored = old_truth
         .iter()
@@ -177,18 +196,32 @@ async fn a_rescored_evaluation_is_refetched_alone_and_the_rest_carried_over() {
         rescored.len()
     );
     assert_same(&h.exported(std::slice::from_ref(&job)).await, &new_truth);
-    // Every line carries the new run id.
-    let committed = scorecards_shared::output::read_committed(
-        h.sink.as_ref() as &dyn ExportSink,
-        &job.partition(),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    // Every line carries the new run id; a carried line keeps its source and calibration
+    // flag.
+    let committed = read_committed(h.sink.as_ref() as &dyn ExportSink, &job.partition())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(committed.evaluations.len() as u64, second.total_records);
     for part in &second.parts {
         assert!(part.key.contains(&format!("run={}", second.run_id)));
     }
+    for e in &committed.evaluations {
+        assert_eq!(e.envelope.run_id, second.run_id, "run id of {}", e.id);
+    }
+    let carried: Vec<_> = kept_fields(&h, &job)
+        .await
+        .into_iter()
+        .filter(|(id, _)| !rescored.contains(id))
+        .collect();
+    for (id, fields) in &carried {
+        assert_eq!(Some(fields), first_fields.get(id), "carried line {id}");
+    }
+    assert!(
+        carried.iter().any(|(_, (source, _))| source == "auto")
+            && carried.iter().any(|(_, (_, calibration))| *calibration),
+        "the day carries automated and calibration evaluations"
+    );
 }
 
 #[tokio::test]

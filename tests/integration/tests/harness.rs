@@ -149,13 +149,14 @@ pub fn org_setup(o: &genesys_sim::OrgInfo) -> OrgSetup {
     }
 }
 
-/// Settings for tests: small pages and parts so paging and checkpoints are exercised.
+/// Settings for tests: small pages and parts so paging and checkpoints are exercised. The
+/// client keeps its 30 s timeout: a shorter one turns a slow answer on a loaded machine into
+/// a retry, which adds requests and backoff waits that tests count.
 pub fn settings() -> RunSettings {
     let mut s = RunSettings::default();
     s.engine.search.page_size = 25;
     s.engine.query_page_size = 10;
     s.engine.part_records = 40;
-    s.client.request_timeout = Duration::from_millis(800);
     s
 }
 
