@@ -302,19 +302,43 @@ fn dispatch_request(
     }))
 }
 
-/// Invokes the dispatch function and prints its answer.
+/// Longest wait for the dispatch function's answer: Lambda's longest timeout (900 s). The
+/// AWS calls' usual 5 s attempt timeout would give up on a large dispatch (1,000 orgs × 92
+/// days takes seconds) while it runs, and a retry would run it again.
+const INVOKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(900);
+
+/// Invokes the dispatch function and prints its answer. An on-demand request carries an
+/// idempotency key (`--idempotency-key`, or a new one printed to stderr), so an invoke that
+/// fails on the way back can be repeated with it without dispatching twice.
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let request = dispatch_request(&args, jiff::Timestamp::now())?;
     let config = aws_config().await?;
-    let out = aws_sdk_lambda::Client::new(&config)
+    let key = request["idempotency_key"].as_str().map(str::to_owned);
+    if let Some(key) = &key {
+        eprintln!("idempotency key: {key}");
+    }
+    let lambda = aws_sdk_lambda::config::Builder::from(&config)
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .operation_attempt_timeout(INVOKE_TIMEOUT)
+                .operation_timeout(INVOKE_TIMEOUT)
+                .build(),
+        )
+        .build();
+    let out = aws_sdk_lambda::Client::from_conf(lambda)
         .invoke()
         .function_name(&args.dispatch_function)
         .payload(aws_sdk_lambda::primitives::Blob::new(request.to_string()))
         .send()
         .await
         .map_err(|e| {
+            let again = key.as_ref().map_or(String::new(), |key| {
+                format!(
+                    "; the dispatch may have run: repeat the command with --idempotency-key {key} to get its answer without dispatching twice"
+                )
+            });
             anyhow::anyhow!(
-                "invoking {}: {}",
+                "invoking {}: {}{again}",
                 args.dispatch_function,
                 scorecards_shared::adapters::aws_message(&e)
             )

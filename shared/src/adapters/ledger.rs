@@ -552,6 +552,20 @@ impl<S: ConditionalStore> StoreLedger<S> {
             .transpose()
     }
 
+    /// Writes `value` under an idempotency key (`request#<key>`), replacing what is there.
+    pub async fn replace<T: Serialize + DeserializeOwned + Send>(
+        &self,
+        key: &str,
+        value: &T,
+    ) -> Result<(), StoreError> {
+        let value = serde_json::to_value(value)
+            .map_err(|e| StoreError::new("ledger", format!("cannot encode {key}: {e}")))?;
+        self.update(&format!("request#{key}"), |_: Option<serde_json::Value>| {
+            Ok::<_, StoreError>((value.clone(), ()))
+        })
+        .await
+    }
+
     /// Records `response` under an idempotency key (`request#<key>`) unless one is recorded
     /// already; returns the recorded one in that case.
     pub async fn remember<T: Serialize + DeserializeOwned + Send>(

@@ -123,6 +123,30 @@ fn allowed_suffixes() -> &'static [String] {
     })
 }
 
+/// Whether loopback hosts may be named: outside Lambda yes (the simulator, tests); inside a
+/// Lambda function (`AWS_LAMBDA_RUNTIME_API` set) only with `SCORECARDS_ALLOW_LOOPBACK=true`,
+/// which the stack never sets — there a loopback host could only be the sandbox's own
+/// services (the Runtime API, extensions). Read once.
+fn loopback_allowed() -> bool {
+    static ALLOWED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ALLOWED.get_or_init(|| {
+        loopback_policy(
+            std::env::var("AWS_LAMBDA_RUNTIME_API").ok().as_deref(),
+            std::env::var("SCORECARDS_ALLOW_LOOPBACK").ok().as_deref(),
+        )
+    })
+}
+
+/// [`loopback_allowed`] for the values of `AWS_LAMBDA_RUNTIME_API` and
+/// `SCORECARDS_ALLOW_LOOPBACK`.
+fn loopback_policy(runtime_api: Option<&str>, allow: Option<&str>) -> bool {
+    match allow.map(str::trim) {
+        Some(v) if v.eq_ignore_ascii_case("true") || v == "1" => true,
+        Some(_) => false,
+        None => runtime_api.is_none_or(str::is_empty),
+    }
+}
+
 fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
@@ -135,10 +159,18 @@ fn is_loopback(url: &Url) -> bool {
 /// The Genesys region domain of a base URL's host; `None` for loopback hosts and hosts
 /// under an allowed suffix (their region is not checked); an error for any other host.
 fn host_domain(field: &str, url: &Url) -> Result<Option<&'static str>, InvalidValue> {
+    let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
     if is_loopback(url) {
+        if !loopback_allowed() {
+            return Err(InvalidValue::new(
+                field,
+                format!(
+                    "host {host} is a loopback host, refused inside a Lambda function: name the org's Genesys Cloud hosts (SCORECARDS_ALLOW_LOOPBACK=true allows loopback, for tests against a local simulator only)"
+                ),
+            ));
+        }
         return Ok(None);
     }
-    let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
     if let Some((_, domain)) = crate::genesys::region::REGIONS
         .iter()
         .find(|(_, d)| host == *d || host.ends_with(&format!(".{d}")))
@@ -760,6 +792,16 @@ pub(crate) fn rate_headers(headers: &HeaderMap) -> RateHeaders {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_hosts_are_refused_inside_lambda_unless_allowed() {
+        assert!(loopback_policy(None, None), "outside Lambda: the simulator");
+        assert!(!loopback_policy(Some("127.0.0.1:9001"), None));
+        assert!(loopback_policy(Some("127.0.0.1:9001"), Some("true")));
+        assert!(loopback_policy(Some("127.0.0.1:9001"), Some("1")));
+        assert!(!loopback_policy(None, Some("false")));
+        assert!(!loopback_policy(Some("127.0.0.1:9001"), Some("yes please")));
+    }
 
     #[test]
     fn base_urls_allow_http_only_on_loopback() {

@@ -9,6 +9,10 @@
 //! | `ORG_SECRET_PREFIX` | export | Secrets Manager name prefix (default `scorecards/orgs/`) |
 //! | `SCORECARDS_ALLOWED_HOST_SUFFIXES` | export | host suffixes an org secret's base URLs may name besides Genesys Cloud hosts (default none; read by `genesys::OrgEndpoint::new`) |
 //!
+//! `SCORECARDS_ALLOW_LOOPBACK=true` (never set by the stack) lets an org secret name loopback
+//! hosts inside a function, for tests against a local simulator; without it they are
+//! refused there (`genesys::OrgEndpoint::new`).
+//!
 //! AWS clients honour `AWS_ENDPOINT_URL` (and per-service overrides), so the same binaries
 //! run against a local emulator; S3 then uses path-style addressing.
 

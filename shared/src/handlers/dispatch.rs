@@ -10,9 +10,12 @@
 //!   "idempotency_key": "…"}`.
 //!
 //! Both accept `date_field` (default `submittedDate`) and `source` (default `both`).
-//! Response: `{"job_id", "orgs", "days"}`; the same idempotency key with the same request
-//! again returns the first response and enqueues nothing; with another request it is
-//! refused (`Conflict`).
+//! Response: `{"job_id", "orgs", "days"}`. The idempotency key is claimed before anything
+//! is written: the same key with the same request again returns the first response and
+//! enqueues nothing once the first finished (if it stopped part-way, the repeat finishes it
+//! under the same job id); with another request it is refused (`Conflict`) with nothing
+//! written, even when both arrive at once. A window, lookback included, covers at most 92
+//! UTC days.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -112,12 +115,22 @@ impl DispatchRecord {
     }
 }
 
-/// What an idempotency key remembers: the response, and the request it answered.
+/// What an idempotency key remembers: the response, the request it answered, and whether
+/// everything was enqueued. The key is claimed (`complete: false`) before anything is
+/// written, so a request that loses the claim to a different request writes nothing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Remembered {
     /// SHA-256 of the request as received (canonical JSON).
     request: String,
     response: DispatchResponse,
+    /// Every pending set written and every message sent. Absent in records written before
+    /// claims existed, which were written only once complete.
+    #[serde(default = "complete_by_default")]
+    complete: bool,
+}
+
+fn complete_by_default() -> bool {
+    true
 }
 
 /// Limits on requests.
@@ -236,7 +249,18 @@ pub async fn dispatch<S: ConditionalStore>(
                 .from
                 .checked_sub((24 * i64::from(schedule.lookback_days)).hours())
                 .map_err(|_| bad("schedule.lookback_days", "too far back"))?;
-            (registered.clone(), Window::new(from, window.to)?, None)
+            let window = Window::new(from, window.to)?;
+            let days = window.utc_days(now).len();
+            if days > env.limits.max_span_days as usize {
+                return Err(bad(
+                    "schedule.window",
+                    format!(
+                        "with lookback_days it covers {days} UTC days; at most {}: shorten the window or the lookback",
+                        env.limits.max_span_days
+                    ),
+                ));
+            }
+            (registered.clone(), window, None)
         }
         (None, Some(orgs)) => {
             let key = request
@@ -290,22 +314,35 @@ pub async fn dispatch<S: ConditionalStore>(
             (ids, window, Some(key))
         }
     };
-    let job_id = uuid::Uuid::new_v4().to_string();
     let days = window.utc_days(now);
-    let response = DispatchResponse {
-        job_id: job_id.clone(),
+    let mut response = DispatchResponse {
+        job_id: uuid::Uuid::new_v4().to_string(),
         orgs: orgs.clone(),
         days: days.len(),
     };
-    if let Some(key) = &key
-        && let Some(earlier) = env.ledger.recall::<Remembered>(key).await?
-    {
-        return if earlier.request == fingerprint {
-            Ok(earlier.response)
-        } else {
-            Err(DispatchError::Conflict(key.clone()))
+    // The key is claimed before anything is written (a conditional create): a different
+    // request under a claimed key is refused with nothing written, even when both arrive at
+    // once.
+    if let Some(key) = &key {
+        let claim = Remembered {
+            request: fingerprint.to_owned(),
+            response: response.clone(),
+            complete: false,
         };
+        if let Some(earlier) = env.ledger.remember(key, &claim).await? {
+            if earlier.request != fingerprint {
+                return Err(DispatchError::Conflict(key.clone()));
+            }
+            if earlier.complete {
+                return Ok(earlier.response);
+            }
+            // The same request, still in flight or stopped part-way (a timeout, a failed
+            // send): finish it under its job id. Pending days are a set and an org's chain
+            // is one, so doing it twice adds nothing.
+            response.job_id = earlier.response.job_id;
+        }
     }
+    let job_id = response.job_id.clone();
     env.ledger
         .remember(
             &format!("dispatch#{job_id}"),
@@ -356,26 +393,167 @@ pub async fn dispatch<S: ConditionalStore>(
         })
         .collect();
     env.queue.send_batch(&messages).await?;
-    // Recorded only once everything is enqueued, so a failed dispatch can be retried with
-    // the same key. Two identical requests at once both enqueue; pending days are a set and
-    // an org's chain is one, so the duplicates do nothing.
-    if let Some(key) = key
-        && let Some(earlier) = env
-            .ledger
-            .remember(
+    // Complete only once everything is enqueued, so a dispatch that failed part-way is
+    // finished by a retry with the same key.
+    if let Some(key) = key {
+        env.ledger
+            .replace(
                 &key,
                 &Remembered {
                     request: fingerprint.to_owned(),
                     response: response.clone(),
+                    complete: true,
                 },
             )
-            .await?
-    {
-        return if earlier.request == fingerprint {
-            Ok(earlier.response)
-        } else {
-            Err(DispatchError::Conflict(key))
-        };
+            .await?;
     }
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use async_trait::async_trait;
+    use serde_json::json;
+
+    use super::*;
+    use crate::adapters::memory::MemoryStore;
+    use crate::clock::FakeClock;
+
+    /// Records what is sent (each send yields to other tasks first); fails every send while
+    /// `down`.
+    #[derive(Default)]
+    struct Queue {
+        sent: Mutex<Vec<JobMessage>>,
+        down: AtomicBool,
+    }
+
+    #[async_trait]
+    impl JobQueue for Queue {
+        async fn send(&self, message: &JobMessage, _delay: Duration) -> Result<(), StoreError> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(StoreError::new("sqs", "unavailable"));
+            }
+            // A send takes a while: another request runs meanwhile.
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            self.sent.lock().unwrap().push(message.clone());
+            Ok(())
+        }
+    }
+
+    const ORGS: [&str; 2] = ["org-a", "org-b"];
+
+    async fn env() -> (DispatchEnv<MemoryStore>, Arc<Queue>) {
+        let ledger = StoreLedger::new(MemoryStore::new());
+        let ids: Vec<OrgId> = ORGS.iter().map(|o| o.parse().unwrap()).collect();
+        ledger.register_orgs(&ids).await.unwrap();
+        let queue = Arc::new(Queue::default());
+        let env = DispatchEnv {
+            ledger,
+            queue: queue.clone(),
+            clock: Arc::new(FakeClock::new("2026-11-29T12:00:00Z".parse().unwrap())),
+            limits: DispatchLimits {
+                stagger: Duration::ZERO,
+                ..DispatchLimits::default()
+            },
+        };
+        (env, queue)
+    }
+
+    fn request(org: &str, to: &str) -> serde_json::Value {
+        json!({"orgs": [org], "from": "2026-11-01", "to": to, "idempotency_key": "k-1"})
+    }
+
+    async fn pending_days(env: &DispatchEnv<MemoryStore>, org: &str) -> usize {
+        env.ledger
+            .pending(&org.parse().unwrap())
+            .await
+            .unwrap()
+            .len()
+    }
+
+    #[tokio::test]
+    async fn a_different_request_racing_for_a_key_is_refused_and_writes_nothing() {
+        let (env, queue) = env().await;
+        let (a, b) = tokio::join!(
+            dispatch_json(&env, request(ORGS[0], "2026-11-03")),
+            dispatch_json(&env, request(ORGS[1], "2026-11-05")),
+        );
+        let (won, lost, loser) = match (a, b) {
+            (Ok(r), Err(DispatchError::Conflict(_))) => (r, ORGS[0], ORGS[1]),
+            (Err(DispatchError::Conflict(_)), Ok(r)) => (r, ORGS[1], ORGS[0]),
+            other => panic!("one answer and one conflict expected: {other:?}"),
+        };
+        assert_eq!(won.orgs[0].as_str(), lost);
+        assert_eq!(
+            pending_days(&env, loser).await,
+            0,
+            "the loser wrote no days"
+        );
+        let sent = queue.sent.lock().unwrap().clone();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].org_id.as_str(), lost);
+    }
+
+    #[tokio::test]
+    async fn a_dispatch_stopped_part_way_is_finished_by_a_retry_with_its_key() {
+        let (env, queue) = env().await;
+        queue.down.store(true, Ordering::SeqCst);
+        assert!(matches!(
+            dispatch_json(&env, request(ORGS[0], "2026-11-03")).await,
+            Err(DispatchError::Store(_))
+        ));
+        assert!(queue.sent.lock().unwrap().is_empty());
+        queue.down.store(false, Ordering::SeqCst);
+        let first = dispatch_json(&env, request(ORGS[0], "2026-11-03"))
+            .await
+            .unwrap();
+        assert_eq!(first.days, 2);
+        assert_eq!(pending_days(&env, ORGS[0]).await, 2);
+        assert_eq!(queue.sent.lock().unwrap().len(), 1, "the retry sent it");
+        // Complete now: the same request again is answered from the record.
+        let again = dispatch_json(&env, request(ORGS[0], "2026-11-03"))
+            .await
+            .unwrap();
+        assert_eq!(again, first);
+        assert_eq!(queue.sent.lock().unwrap().len(), 1, "nothing sent twice");
+        // The job id of the part-way attempt is the one answered (its status record).
+        assert!(
+            env.ledger
+                .recall::<DispatchRecord>(&format!("dispatch#{}", first.job_id))
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_schedule_is_held_to_the_longest_window() {
+        let (env, queue) = env().await;
+        for (window, lookback) in [("last-92d", 1), ("last-366d", 31)] {
+            match dispatch_json(
+                &env,
+                json!({"schedule": {"window": window, "lookback_days": lookback}}),
+            )
+            .await
+            {
+                Err(DispatchError::BadRequest(e)) => {
+                    assert_eq!(e.field, "schedule.window", "{e}");
+                }
+                other => panic!("{window} + {lookback} accepted: {other:?}"),
+            }
+        }
+        let ok = dispatch_json(
+            &env,
+            json!({"schedule": {"window": "last-89d", "lookback_days": 2}}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(ok.days, 92, "{ok:?}");
+        assert_eq!(queue.sent.lock().unwrap().len(), 2);
+    }
 }

@@ -422,58 +422,105 @@ async fn receive_all(
     }
 }
 
-#[tokio::test]
-async fn the_three_binaries_carry_a_scheduled_run_from_the_scheduler_event_to_the_tables() {
-    let sim = genesys_sim::start(Scenario::test()).await.unwrap();
-    let conf = config().await;
-    let (dynamodb, table) = dynamo_table().await;
-    let ledger = StoreLedger::new(DynamoStore::new(dynamodb, table.clone()));
-    let sqs = aws_sdk_sqs::Client::new(&conf);
-    let queue_url = sqs
-        .create_queue()
-        .queue_name(unique("scorecards-jobs"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let (s3, bucket) = bucket().await;
-    let secrets = aws_sdk_secretsmanager::Client::new(&conf);
-    let secret_prefix = format!("{}/", unique("scorecards/orgs"));
-    for org in sim.orgs() {
-        let secret = json!({
-            "api_base_url": org.api_base_url,
-            "login_base_url": org.login_base_url,
-            "client_id": org.client_id,
-            "client_secret": org.client_secret,
-        });
-        onboarding::add_org(
-            &secrets,
-            &ledger,
-            &secret_prefix,
-            &org.org_id.parse().unwrap(),
-            &secret.to_string(),
-        )
-        .await
-        .unwrap();
+/// The stack's resources on the emulator (a table, a queue, a bucket, a secret prefix),
+/// with every simulator org onboarded.
+struct Stack {
+    ledger: StoreLedger<DynamoStore>,
+    table: String,
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    s3: aws_sdk_s3::Client,
+    bucket: String,
+    secret_prefix: String,
+}
+
+impl Stack {
+    async fn new(sim: &genesys_sim::SimHandle) -> Stack {
+        let conf = config().await;
+        let (dynamodb, table) = dynamo_table().await;
+        let ledger = StoreLedger::new(DynamoStore::new(dynamodb, table.clone()));
+        let sqs = aws_sdk_sqs::Client::new(&conf);
+        let queue_url = sqs
+            .create_queue()
+            .queue_name(unique("scorecards-jobs"))
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        let (s3, bucket) = bucket().await;
+        let secrets = aws_sdk_secretsmanager::Client::new(&conf);
+        let secret_prefix = format!("{}/", unique("scorecards/orgs"));
+        for org in sim.orgs() {
+            let secret = json!({
+                "api_base_url": org.api_base_url,
+                "login_base_url": org.login_base_url,
+                "client_id": org.client_id,
+                "client_secret": org.client_secret,
+            });
+            onboarding::add_org(
+                &secrets,
+                &ledger,
+                &secret_prefix,
+                &org.org_id.parse().unwrap(),
+                &secret.to_string(),
+            )
+            .await
+            .unwrap();
+        }
+        Stack {
+            ledger,
+            table,
+            sqs,
+            queue_url,
+            s3,
+            bucket,
+            secret_prefix,
+        }
     }
-    let orgs: BTreeSet<String> = sim.orgs().iter().map(|o| o.org_id.clone()).collect();
-    let stack_env = |names: &[&'static str]| -> Vec<(&'static str, String)> {
+
+    /// The stack's variables of a function: `names` with their values here.
+    fn env(&self, names: &[&'static str]) -> Vec<(&'static str, String)> {
         names
             .iter()
             .map(|&n| {
                 let v = match n {
-                    "TABLE_NAME" => table.clone(),
-                    "QUEUE_URL" => queue_url.clone(),
-                    "BUCKET_NAME" => bucket.clone(),
+                    "TABLE_NAME" => self.table.clone(),
+                    "QUEUE_URL" => self.queue_url.clone(),
+                    "BUCKET_NAME" => self.bucket.clone(),
                     "OUTPUT_PREFIX" => "exports".into(),
-                    "ORG_SECRET_PREFIX" => secret_prefix.clone(),
-                    _ => unreachable!(),
+                    "ORG_SECRET_PREFIX" => self.secret_prefix.clone(),
+                    _ => unreachable!("{n}"),
                 };
                 (n, v)
             })
             .collect()
-    };
+    }
+}
+
+/// The export function's variables.
+const EXPORT_ENV: &[&str] = &[
+    "TABLE_NAME",
+    "QUEUE_URL",
+    "BUCKET_NAME",
+    "OUTPUT_PREFIX",
+    "ORG_SECRET_PREFIX",
+];
+
+#[tokio::test]
+async fn the_three_binaries_carry_a_scheduled_run_from_the_scheduler_event_to_the_tables() {
+    let sim = genesys_sim::start(Scenario::test()).await.unwrap();
+    let stack = Stack::new(&sim).await;
+    let Stack {
+        ledger,
+        sqs,
+        queue_url,
+        s3,
+        bucket,
+        ..
+    } = &stack;
+    let stack_env = |names: &[&'static str]| stack.env(names);
+    let orgs: BTreeSet<String> = sim.orgs().iter().map(|o| o.org_id.clone()).collect();
 
     // dispatch: the Scheduler's event → every registered org's days pending, one message
     // per org.
@@ -507,7 +554,7 @@ async fn the_three_binaries_carry_a_scheduled_run_from_the_scheduler_event_to_th
         }
         other => panic!("a bad window was accepted: {other:?}"),
     }
-    let messages = receive_all(&sqs, &queue_url).await;
+    let messages = receive_all(sqs, queue_url).await;
     let sent: Vec<JobMessage> = messages
         .iter()
         .map(|m| serde_json::from_str(m.body().unwrap()).unwrap())
@@ -522,17 +569,10 @@ async fn the_three_binaries_carry_a_scheduled_run_from_the_scheduler_event_to_th
     assert!(sent.iter().all(|m| m.request_id == job_id && m.hop == 0));
 
     // export: each message as the event source mapping delivers it; continuations too.
-    let mut export = Function::start(
-        "export",
-        &stack_env(&[
-            "TABLE_NAME",
-            "QUEUE_URL",
-            "BUCKET_NAME",
-            "OUTPUT_PREFIX",
-            "ORG_SECRET_PREFIX",
-        ]),
-    )
-    .await;
+    // The simulator is on loopback, which a function refuses unless told (tests only).
+    let mut export_env = stack_env(EXPORT_ENV);
+    export_env.push(("SCORECARDS_ALLOW_LOOPBACK", "true".into()));
+    let mut export = Function::start("export", &export_env).await;
     let mut queue = messages;
     for _round in 0..10 {
         for message in &queue {
@@ -546,7 +586,7 @@ async fn the_three_binaries_carry_a_scheduled_run_from_the_scheduler_event_to_th
                 }
             }
         }
-        queue = receive_all(&sqs, &queue_url).await;
+        queue = receive_all(sqs, queue_url).await;
         if queue.is_empty() {
             break;
         }
@@ -564,7 +604,7 @@ async fn the_three_binaries_carry_a_scheduled_run_from_the_scheduler_event_to_th
         other => panic!("{other:?}"),
     }
 
-    let status = onboarding::dispatch_status(&ledger, &job_id)
+    let status = onboarding::dispatch_status(ledger, &job_id)
         .await
         .unwrap()
         .expect("the dispatch is recorded");
@@ -608,7 +648,7 @@ async fn the_three_binaries_carry_a_scheduled_run_from_the_scheduler_event_to_th
     // analytics: the S3 notification of each manifest → that partition's tables.
     let listed = s3
         .list_objects_v2()
-        .bucket(&bucket)
+        .bucket(bucket.as_str())
         .prefix("exports/")
         .send()
         .await
@@ -624,7 +664,7 @@ async fn the_three_binaries_carry_a_scheduled_run_from_the_scheduler_event_to_th
         Function::start("analytics", &stack_env(&["BUCKET_NAME", "OUTPUT_PREFIX"])).await;
     let mut rows = 0;
     for (key, size) in &manifests {
-        let Reply::Response(r) = analytics.invoke(s3_event(&bucket, key, *size)).await else {
+        let Reply::Response(r) = analytics.invoke(s3_event(bucket, key, *size)).await else {
             panic!("analytics failed on {key}: {:?}", analytics.logs())
         };
         let outcome = r["partitions"][0].as_str().unwrap_or_default();
@@ -644,7 +684,7 @@ async fn the_three_binaries_carry_a_scheduled_run_from_the_scheduler_event_to_th
     );
     // A duplicate notification finds the tables current.
     let (key, size) = &manifests[0];
-    let Reply::Response(r) = analytics.invoke(s3_event(&bucket, key, *size)).await else {
+    let Reply::Response(r) = analytics.invoke(s3_event(bucket, key, *size)).await else {
         panic!("analytics failed")
     };
     assert!(
@@ -672,4 +712,49 @@ async fn a_binary_without_its_environment_stops_before_asking_for_an_event() {
     assert_eq!(export.cold_init(), None, "it never asked for an event");
     let logs = export.logs().join("\n");
     assert!(logs.contains("TABLE_NAME"), "names the variable: {logs}");
+}
+
+#[tokio::test]
+async fn inside_lambda_an_org_secret_naming_a_loopback_host_fails_the_orgs_days() {
+    let sim = genesys_sim::start(Scenario::test()).await.unwrap();
+    let stack = Stack::new(&sim).await;
+    let org = &sim.orgs()[0];
+    let requests = || {
+        let stats = sim.stats();
+        stats.unattributed_requests
+            + stats
+                .orgs
+                .values()
+                .map(|o| o.totals.requests + o.tokens.values().map(|t| t.requests).sum::<u64>())
+                .sum::<u64>()
+    };
+    let before = requests();
+    let mut dispatch = Function::start("dispatch", &stack.env(&["TABLE_NAME", "QUEUE_URL"])).await;
+    let event = json!({"orgs": [org.org_id], "from": "2026-11-01", "to": "2026-11-02",
+        "idempotency_key": "loopback-1"});
+    let Reply::Response(answer) = dispatch.invoke(event).await else {
+        panic!("dispatch failed: {:?}", dispatch.logs())
+    };
+    let messages = receive_all(&stack.sqs, &stack.queue_url).await;
+    assert_eq!(messages.len(), 1);
+    // Without SCORECARDS_ALLOW_LOOPBACK: the secret's loopback hosts are refused before any
+    // request (the day fails for good, naming the field), and nothing is sent to them.
+    let mut export = Function::start("export", &stack.env(EXPORT_ENV)).await;
+    let Reply::Response(r) = export.invoke(sqs_event(&messages[0])).await else {
+        panic!("export failed: {:?}", export.logs())
+    };
+    assert_eq!(r, json!({"batchItemFailures": []}));
+    let status = onboarding::dispatch_status(&stack.ledger, answer["job_id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.len(), 1);
+    match status[0].1.as_ref().map(|r| &r.status) {
+        Some(JobStatus::Failed { reason }) => {
+            assert!(reason.contains("loopback host"), "{reason}");
+            assert!(reason.contains("_base_url"), "names the field: {reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(requests(), before, "no request reached the simulator");
 }
