@@ -25,8 +25,9 @@ fn secrets_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::new("secretsmanager", e)
 }
 
-/// Validates `secret_json` (`{"region", "client_id", "client_secret", …}`), stores it as
-/// `<prefix><org id>` (creating or replacing the secret) and registers the org.
+/// Validates `secret_json` (`{"region", "client_id", "client_secret", …}`), checks that the
+/// registry can be read, stores the secret as `<prefix><org id>` (creating or replacing it)
+/// and registers the org.
 pub async fn add_org<S: ConditionalStore>(
     secrets: &SecretsClient,
     ledger: &StoreLedger<S>,
@@ -35,6 +36,9 @@ pub async fn add_org<S: ConditionalStore>(
     secret_json: &str,
 ) -> Result<(), OnboardingError> {
     parse_org_secret(org_id, secret_json)?;
+    // The registry is read first, so a missing or unreadable table fails before a secret is
+    // written that no registered org would use.
+    ledger.orgs().await?;
     let name = format!("{prefix}{org_id}");
     let created = secrets
         .create_secret()

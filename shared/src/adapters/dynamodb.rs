@@ -24,6 +24,13 @@ fn err(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl DynamoStore {
+    /// An AWS error, naming the table (a missing table is then plain: `table T: …`).
+    fn table_err(&self, message: String) -> StoreError {
+        err(format!("table {}: {message}", self.table))
+    }
+}
+
+impl DynamoStore {
     /// A store in `table` (partition key `pk`, a string).
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
@@ -44,7 +51,7 @@ impl ConditionalStore for DynamoStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| err(crate::adapters::aws_message(&e)))?;
+            .map_err(|e| self.table_err(crate::adapters::aws_message(&e)))?;
         let Some(item) = out.item else {
             return Ok(None);
         };
@@ -93,7 +100,7 @@ impl ConditionalStore for DynamoStore {
                 if service.is_conditional_check_failed_exception() {
                     Ok(false)
                 } else {
-                    Err(err(crate::adapters::aws_service_message(&service)))
+                    Err(self.table_err(crate::adapters::aws_service_message(&service)))
                 }
             }
         }

@@ -113,7 +113,13 @@ impl CredentialSource for SecretsManagerCredentials {
             Ok(out) => out,
             Err(e) => {
                 let service = e.into_service_error();
-                return Err(if service.is_resource_not_found_exception() {
+                // A secret scheduled for deletion (`orgs remove --delete-secret`) is as
+                // gone as a missing one: the org's days fail for good, not retried.
+                let deleted = service.is_invalid_request_exception()
+                    && service.meta().message().is_some_and(|m| {
+                        m.contains("marked for deletion") || m.contains("marked deleted")
+                    });
+                return Err(if service.is_resource_not_found_exception() || deleted {
                     CredentialError::Unknown(org_id.clone())
                 } else {
                     StoreError::new(

@@ -194,3 +194,69 @@ async fn an_export_into_s3_with_dynamodb_state_equals_ground_truth() {
         &h.truth(&org, &jobs),
     );
 }
+
+#[tokio::test]
+async fn a_secret_scheduled_for_deletion_is_as_gone_as_a_missing_one() {
+    use scorecards_shared::adapters::secrets::SecretsManagerCredentials;
+    use scorecards_shared::ports::{CredentialError, CredentialSource};
+    let client = aws_sdk_secretsmanager::Client::new(&config().await);
+    let prefix = format!("{}/", unique("scorecards/orgs"));
+    let org: scorecards_shared::domain::OrgId = "org-deleted".parse().unwrap();
+    client
+        .create_secret()
+        .name(format!("{prefix}{org}"))
+        .secret_string(r#"{"region": "mypurecloud.com", "client_id": "c", "client_secret": "s"}"#)
+        .send()
+        .await
+        .unwrap();
+    let credentials = SecretsManagerCredentials::new(client.clone(), prefix.clone());
+    assert!(credentials.org(&org).await.is_ok());
+    // `orgs remove --delete-secret`: deleted with a recovery window, still there but refused.
+    client
+        .delete_secret()
+        .secret_id(format!("{prefix}{org}"))
+        .recovery_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    credentials.forget(&org).await;
+    let got = credentials.org(&org).await;
+    assert!(
+        matches!(&got, Err(CredentialError::Unknown(id)) if *id == org),
+        "{got:?}"
+    );
+    // And a table that is not there is named in the error.
+    let missing = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&config().await),
+        "no-such-table",
+    );
+    let e = scorecards_shared::ports::ConditionalStore::get(&missing, "registry#orgs")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("table no-such-table"), "{e}");
+    // Onboarding into it fails before any secret is written.
+    let other: scorecards_shared::domain::OrgId = "org-other".parse().unwrap();
+    let refused = scorecards_shared::onboarding::add_org(
+        &client,
+        &StoreLedger::new(missing),
+        &prefix,
+        &other,
+        r#"{"region": "mypurecloud.com", "client_id": "c", "client_secret": "s"}"#,
+    )
+    .await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("no-such-table")),
+        "{refused:?}"
+    );
+    assert!(
+        client
+            .describe_secret()
+            .secret_id(format!("{prefix}{other}"))
+            .send()
+            .await
+            .is_err(),
+        "no secret was written"
+    );
+}
