@@ -481,8 +481,9 @@ pub async fn run_fleet(config: &FleetConfig) -> anyhow::Result<FleetFigures> {
     let mut days_of: BTreeMap<OrgId, Vec<(JobSpec, Option<Timestamp>)>> = BTreeMap::new();
     let mut not_committed = Vec::new();
     for job_id in &job_ids {
-        for (spec, record) in dispatch_status(&store, job_id).await?.unwrap_or_default() {
-            let committed_at = match record.map(|r| r.status) {
+        for day in dispatch_status(&store, job_id).await?.unwrap_or_default() {
+            let spec = day.spec;
+            let committed_at = match day.record.map(|r| r.status) {
                 Some(
                     JobStatus::Committed { committed_at, .. }
                     | JobStatus::CommittedWithGaps { committed_at, .. },

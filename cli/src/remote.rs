@@ -362,33 +362,50 @@ pub async fn status(stack: Stack, job_id: String) -> anyhow::Result<ExitCode> {
         bail!("job_id {job_id}: no such dispatch in table {}", stack.table);
     };
     let mut incomplete = false;
-    for (spec, record) in jobs {
-        let status = match record.map(|r| r.status) {
-            None => "queued".to_owned(),
-            Some(JobStatus::Running) => "running".into(),
-            Some(JobStatus::Committed {
-                evaluations,
-                committed_at,
-                ..
-            }) => {
-                format!(
-                    "committed ({evaluations} evaluations, {})",
+    let now = jiff::Timestamp::now();
+    for day in jobs {
+        let spec = day.spec;
+        let last = day.record.map(|r| r.status);
+        let status = match (day.pending, last) {
+            // Waiting to be exported (again): the record only tells how the last run ended.
+            (Some(_), Some(JobStatus::Running)) => "running".to_owned(),
+            (Some(pending), last) => {
+                let mut status = "queued".to_owned();
+                if let Some(at) = pending.not_before.filter(|at| *at > now) {
+                    status += &format!(", next try after {}", to_second(at));
+                }
+                if let Some(JobStatus::Failed { reason }) = last {
+                    status += &format!(" (last try failed: {reason})");
+                }
+                status
+            }
+            (None, last) => match last {
+                None => "queued".to_owned(),
+                Some(JobStatus::Running) => "running".into(),
+                Some(JobStatus::Committed {
+                    evaluations,
+                    committed_at,
+                    ..
+                }) => {
+                    format!(
+                        "committed ({evaluations} evaluations, {})",
+                        to_second(committed_at)
+                    )
+                }
+                Some(JobStatus::CommittedWithGaps {
+                    evaluations,
+                    unavailable,
+                    committed_at,
+                    ..
+                }) => format!(
+                    "committed_with_gaps ({evaluations} evaluations, {unavailable} unavailable, {})",
                     to_second(committed_at)
-                )
-            }
-            Some(JobStatus::CommittedWithGaps {
-                evaluations,
-                unavailable,
-                committed_at,
-                ..
-            }) => format!(
-                "committed_with_gaps ({evaluations} evaluations, {unavailable} unavailable, {})",
-                to_second(committed_at)
-            ),
-            Some(JobStatus::Deferred { until, .. }) => {
-                format!("deferred until {}", to_second(until))
-            }
-            Some(JobStatus::Failed { reason }) => format!("failed: {reason}"),
+                ),
+                Some(JobStatus::Deferred { until, .. }) => {
+                    format!("deferred until {}", to_second(until))
+                }
+                Some(JobStatus::Failed { reason }) => format!("failed: {reason}"),
+            },
         };
         incomplete |= !status.starts_with("committed (");
         println!(

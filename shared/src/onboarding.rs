@@ -8,7 +8,9 @@ use crate::adapters::ledger::StoreLedger;
 use crate::adapters::secrets::parse_org_secret;
 use crate::domain::OrgId;
 use crate::handlers::dispatch::DispatchRecord;
-use crate::ports::{ConditionalStore, CredentialError, JobRecord, JobStore, StoreError};
+use crate::ports::{
+    ConditionalStore, CredentialError, JobRecord, JobStore, PendingDay, StoreError,
+};
 
 /// A failed onboarding step.
 #[derive(Debug, thiserror::Error)]
@@ -91,22 +93,49 @@ pub async fn remove_org<S: ConditionalStore>(
     Ok(removed)
 }
 
-/// The jobs of a dispatch (`job_id` of its response) and each one's record, in order;
-/// `None` when no dispatch has that id.
+/// One day of a dispatch, as `scorecards status` shows it.
+#[derive(Debug, Clone)]
+pub struct DayStatus {
+    /// The org-day.
+    pub spec: crate::domain::JobSpec,
+    /// Its job record: the last run of that org-day, whichever dispatch asked for it.
+    pub record: Option<JobRecord>,
+    /// Its entry in the org's pending set while it waits to be exported (again): then the
+    /// record tells only how the previous run ended.
+    pub pending: Option<PendingDay>,
+}
+
+/// The days of a dispatch (`job_id` of its response), in order, each with its record and
+/// its pending entry; `None` when no dispatch has that id. One read per org (its pending
+/// set) and one per day.
 pub async fn dispatch_status<S: ConditionalStore>(
     ledger: &StoreLedger<S>,
     job_id: &str,
-) -> Result<Option<Vec<(crate::domain::JobSpec, Option<JobRecord>)>>, StoreError> {
+) -> Result<Option<Vec<DayStatus>>, StoreError> {
     let Some(record) = ledger
         .recall::<DispatchRecord>(&format!("dispatch#{job_id}"))
         .await?
     else {
         return Ok(None);
     };
+    let mut pending = std::collections::HashMap::new();
+    for org_id in &record.orgs {
+        for day in ledger.pending(org_id).await? {
+            pending.insert((org_id.clone(), day.key()), day);
+        }
+    }
     let mut out = Vec::new();
     for spec in record.jobs() {
         let job = ledger.get(&spec).await?;
-        out.push((spec, job));
+        let key = (
+            spec.org_id.clone(),
+            format!("{}#{}#{}", spec.date_field, spec.source, spec.day),
+        );
+        out.push(DayStatus {
+            pending: pending.remove(&key),
+            record: job,
+            spec,
+        });
     }
     Ok(Some(out))
 }

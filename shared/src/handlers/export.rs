@@ -424,10 +424,22 @@ pub async fn handle_sqs_event(
     response
 }
 
-/// The invocation deadline from Lambda's `deadline` (milliseconds since the Unix epoch).
+/// The invocation deadline from Lambda's `deadline` (the Runtime API's
+/// `Lambda-Runtime-Deadline-Ms`: milliseconds since the Unix epoch, UTC). A deadline that is
+/// not after now (a runtime emulator that sends a duration instead) would stop every run
+/// before its first request and hop forever: it is taken as 60 s from now, with a warning.
 pub fn deadline_from_millis(deadline_ms: u64, clock: &dyn Clock) -> Timestamp {
-    Timestamp::from_millisecond(deadline_ms as i64)
-        .unwrap_or_else(|_| clock::add(clock.now(), Duration::from_secs(60)))
+    let now = clock.now();
+    match Timestamp::from_millisecond(deadline_ms as i64) {
+        Ok(deadline) if deadline > now => deadline,
+        _ => {
+            tracing::warn!(
+                deadline_ms,
+                "the invocation deadline is not in the future; working for 60 s"
+            );
+            clock::add(now, Duration::from_secs(60))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -436,6 +448,24 @@ mod tests {
     use crate::domain::{DateField, Source, Window};
     use crate::engine::ExportReport;
     use crate::ports::RequestStats;
+
+    #[test]
+    fn a_deadline_in_the_past_is_taken_as_a_minute_from_now() {
+        let now: Timestamp = "2026-11-29T12:00:00Z".parse().unwrap();
+        let clock = crate::clock::FakeClock::new(now);
+        let later = now.as_millisecond() as u64 + 900_000;
+        assert_eq!(
+            deadline_from_millis(later, &clock).as_millisecond() as u64,
+            later
+        );
+        // A duration (600 s) where a time was due, and now itself.
+        for wrong in [600_000, now.as_millisecond() as u64] {
+            assert_eq!(
+                deadline_from_millis(wrong, &clock),
+                clock::add(now, Duration::from_secs(60))
+            );
+        }
+    }
 
     #[test]
     fn metrics_follow_the_embedded_metric_format() {

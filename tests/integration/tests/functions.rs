@@ -195,7 +195,7 @@ impl Stack {
             .unwrap()
             .unwrap()
             .into_iter()
-            .map(|(spec, record)| (spec, record.map(|r| r.status)))
+            .map(|day| (day.spec, day.record.map(|r| r.status)))
             .collect()
     }
 
@@ -362,10 +362,11 @@ async fn dispatch_then_export_lands_the_ground_truth_in_s3() {
         .unwrap()
         .unwrap();
     assert_eq!(status.len(), jobs.len());
-    assert!(status.iter().all(|(_, r)| matches!(
-        r.as_ref().map(|r| &r.status),
-        Some(JobStatus::Committed { .. })
-    )));
+    assert!(status.iter().all(|day| day.pending.is_none()
+        && matches!(
+            day.record.as_ref().map(|r| &r.status),
+            Some(JobStatus::Committed { .. })
+        )));
     assert!(
         onboarding::dispatch_status(&s.dispatch.ledger, "no-such-job")
             .await
@@ -387,6 +388,23 @@ async fn dispatch_then_export_lands_the_ground_truth_in_s3() {
         Err(DispatchError::Conflict(key)) if key == "backfill-1"
     ));
     assert!(s.drain().await.is_empty());
+
+    // The same days dispatched again: while they wait, the new dispatch's status says so
+    // (their records still tell how the last run ended).
+    let again = dispatch_json(&s.dispatch, s.request("backfill-2"))
+        .await
+        .unwrap();
+    let status = onboarding::dispatch_status(&s.dispatch.ledger, &again.job_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.len(), jobs.len());
+    assert!(status.iter().all(|day| day.pending.is_some()
+        && matches!(
+            day.record.as_ref().map(|r| &r.status),
+            Some(JobStatus::Committed { .. })
+        )));
+    assert_eq!(s.drain().await.len(), 1, "one message for the org");
 
     // A removed org can no longer be dispatched.
     let secrets = aws_sdk_secretsmanager::Client::new(&config().await);
