@@ -294,10 +294,21 @@ fn dispatch_request(
             format!("{key:?}: use 1-128 characters of A-Z a-z 0-9 . _ : -"),
         ));
     }
+    // A window that runs to now is sent as running to the start of tomorrow (UTC): the
+    // function clamps it to its own now (the same days), and the same command repeated the
+    // same day sends the same request, which its idempotency key then recognises.
+    let to = if window.to >= now {
+        now.to_zoned(jiff::tz::TimeZone::UTC)
+            .tomorrow()
+            .and_then(|d| d.start_of_day())
+            .map_or(window.to, |d| d.timestamp())
+    } else {
+        window.to
+    };
     Ok(json!({
         "orgs": args.org_ids,
         "from": window.from.to_string(),
-        "to": window.to.to_string(),
+        "to": to.to_string(),
         "idempotency_key": key,
     }))
 }
@@ -332,7 +343,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .send()
         .await
         .map_err(|e| {
-            let again = key.as_ref().map_or(String::new(), |key| {
+            // A function that is not there (or refuses the call) has not run.
+            let not_run = e.as_service_error().is_some_and(|s| {
+                s.is_resource_not_found_exception()
+                    || s.is_invalid_parameter_value_exception()
+                    || s.is_invalid_request_content_exception()
+            });
+            let again = key.as_ref().filter(|_| !not_run).map_or(String::new(), |key| {
                 format!(
                     "; the dispatch may have run: repeat the command with --idempotency-key {key} to get its answer without dispatching twice"
                 )
@@ -418,4 +435,38 @@ pub async fn status(stack: Stack, job_id: String) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(to: Option<&str>) -> RunArgs {
+        RunArgs {
+            remote: false,
+            dispatch_function: "scorecards-dispatch".into(),
+            org_ids: vec!["685a0000-0000-0000-0000-000000000001".into()],
+            from: Some("2026-11-20".into()),
+            to: to.map(Into::into),
+            window: "yesterday".into(),
+            lookback_days: 0,
+            idempotency_key: Some("run-1".into()),
+        }
+    }
+
+    #[test]
+    fn a_window_to_now_is_sent_to_the_start_of_tomorrow_so_a_repeat_is_the_same_request() {
+        let (morning, evening) = (
+            "2026-11-29T08:00:00.123456789Z".parse().unwrap(),
+            "2026-11-29T20:36:41.380822965Z".parse().unwrap(),
+        );
+        for to in [None, Some("2026-12-30")] {
+            let first = dispatch_request(&args(to), morning).unwrap();
+            assert_eq!(first["to"], "2026-11-30T00:00:00Z", "{to:?}");
+            assert_eq!(dispatch_request(&args(to), evening).unwrap(), first);
+        }
+        // A window that ends before now is sent as given.
+        let past = dispatch_request(&args(Some("2026-11-22")), evening).unwrap();
+        assert_eq!(past["to"], "2026-11-22T00:00:00Z");
+    }
 }

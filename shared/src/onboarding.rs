@@ -9,7 +9,7 @@ use crate::adapters::secrets::parse_org_secret;
 use crate::domain::OrgId;
 use crate::handlers::dispatch::DispatchRecord;
 use crate::ports::{
-    ConditionalStore, CredentialError, JobRecord, JobStore, PendingDay, StoreError,
+    ConditionalStore, CredentialError, JobRecord, JobStatus, JobStore, PendingDay, StoreError,
 };
 
 /// A failed onboarding step.
@@ -100,8 +100,10 @@ pub struct DayStatus {
     pub spec: crate::domain::JobSpec,
     /// Its job record: the last run of that org-day, whichever dispatch asked for it.
     pub record: Option<JobRecord>,
-    /// Its entry in the org's pending set while it waits to be exported (again): then the
-    /// record tells only how the previous run ended.
+    /// Its entry in the org's pending set while it waits to be exported for this dispatch:
+    /// then the record tells only how the previous run ended. A day that a run committed
+    /// after this dispatch was made, and that a later dispatch asked for again, is done for
+    /// this one (`None`).
     pub pending: Option<PendingDay>,
 }
 
@@ -127,12 +129,18 @@ pub async fn dispatch_status<S: ConditionalStore>(
     let mut out = Vec::new();
     for spec in record.jobs() {
         let job = ledger.get(&spec).await?;
-        let key = (
-            spec.org_id.clone(),
-            format!("{}#{}#{}", spec.date_field, spec.source, spec.day),
-        );
+        let committed_since = job.as_ref().is_some_and(|r| {
+            r.updated_at >= record.created_at
+                && matches!(
+                    r.status,
+                    JobStatus::Committed { .. } | JobStatus::CommittedWithGaps { .. }
+                )
+        });
+        let waiting = pending
+            .remove(&(spec.org_id.clone(), PendingDay::key_of(&spec)))
+            .filter(|p| p.request_id == job_id || !committed_since);
         out.push(DayStatus {
-            pending: pending.remove(&key),
+            pending: waiting,
             record: job,
             spec,
         });

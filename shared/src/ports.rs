@@ -769,10 +769,12 @@ pub struct PendingDay {
 impl PendingDay {
     /// Its key in the org's pending set: `<dateField>#<source>#<YYYY-MM-DD>`.
     pub fn key(&self) -> String {
-        format!(
-            "{}#{}#{}",
-            self.spec.date_field, self.spec.source, self.spec.day
-        )
+        Self::key_of(&self.spec)
+    }
+
+    /// The pending-set key of `spec`'s day (see [`PendingDay::key`]).
+    pub fn key_of(spec: &JobSpec) -> String {
+        format!("{}#{}#{}", spec.date_field, spec.source, spec.day)
     }
 }
 

@@ -405,6 +405,12 @@ async fn dispatch_then_export_lands_the_ground_truth_in_s3() {
             Some(JobStatus::Committed { .. })
         )));
     assert_eq!(s.drain().await.len(), 1, "one message for the org");
+    // The first dispatch stays done: its days were committed after it was made.
+    let first = onboarding::dispatch_status(&s.dispatch.ledger, &response.job_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(first.iter().all(|day| day.pending.is_none()), "{first:?}");
 
     // A removed org can no longer be dispatched.
     let secrets = aws_sdk_secretsmanager::Client::new(&config().await);
