@@ -310,24 +310,34 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         bars.clear().ok();
     };
     let ticker = tokio::spawn(show_progress(shown, no_progress));
-    let aborts: Vec<_> = tasks.iter().map(|t| t.abort_handle()).collect();
     let all = async {
         let mut rows = Vec::new();
-        for task in tasks {
+        for task in tasks.iter_mut() {
             rows.push(task.await.context("an org's export task panicked")?);
         }
         anyhow::Ok(rows)
     };
-    let rows = tokio::select! {
-        rows = all => rows?,
-        code = stop_signal() => {
-            aborts.iter().for_each(|a| a.abort());
+    let stopped = tokio::select! {
+        rows = all => Ok(rows),
+        code = stop_signal() => Err(code),
+    };
+    let rows = match stopped {
+        Ok(rows) => rows?,
+        Err(code) => {
+            // Stopped, not merely asked to stop, before the leases are freed: a task on
+            // another worker thread could otherwise take a lease after it was freed.
+            tasks.iter().for_each(tokio::task::JoinHandle::abort);
+            for task in tasks {
+                let _ = task.await;
+            }
             ticker.abort();
             // Free this process's job leases and rate-ledger places at once; checkpoints
             // stay for the next run. Days already finished keep their status.
             let now = ports.clock.now();
             for (spec, holder) in &leases {
-                let status = JobStatus::Failed { reason: "interrupted".into() };
+                let status = JobStatus::Failed {
+                    reason: "interrupted".into(),
+                };
                 let _ = ports.jobs.finish(spec, holder, status, now).await;
             }
             for (bucket, holder) in &buckets {
@@ -336,7 +346,9 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
             clear_bars();
             let rows: Vec<OrgRow> = progress.iter().map(|p| interrupted_row(p)).collect();
             print_table(&rows);
-            eprintln!("interrupted: committed days are listed above; the rest is checkpointed: run the same command again to resume");
+            eprintln!(
+                "interrupted: committed days are listed above; the rest is checkpointed: run the same command again to resume"
+            );
             return Ok(ExitCode::from(code));
         }
     };
