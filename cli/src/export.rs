@@ -328,7 +328,11 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
             // another worker thread could otherwise take a lease after it was freed.
             tasks.iter().for_each(tokio::task::JoinHandle::abort);
             for task in tasks {
-                let _ = task.await;
+                // A finished task's handle may already have given its result (awaiting it
+                // again would panic); it holds no lease anyway.
+                if !task.is_finished() {
+                    let _ = task.await;
+                }
             }
             ticker.abort();
             // Free this process's job leases and rate-ledger places at once; checkpoints
