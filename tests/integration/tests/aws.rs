@@ -137,6 +137,30 @@ pub async fn s3_sink() -> S3Sink {
     S3Sink::new(client, bucket, "exports")
 }
 
+/// A fresh SQS queue: its client and URL.
+pub async fn queue() -> (aws_sdk_sqs::Client, String) {
+    let sqs = aws_sdk_sqs::Client::new(&config().await);
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(unique("scorecards-jobs"))
+        .send()
+        .await
+        .expect("create queue")
+        .queue_url
+        .unwrap();
+    (sqs, queue_url)
+}
+
+/// The org secret (`SecretString` JSON) of simulator org `org`, with `client_secret`.
+pub fn org_secret(org: &genesys_sim::OrgInfo, client_secret: &str) -> serde_json::Value {
+    serde_json::json!({
+        "api_base_url": org.api_base_url,
+        "login_base_url": org.login_base_url,
+        "client_id": org.client_id,
+        "client_secret": client_secret,
+    })
+}
+
 /// A fresh bucket: its client and name.
 pub async fn bucket() -> (aws_sdk_s3::Client, String) {
     let client = s3::client(&config().await);

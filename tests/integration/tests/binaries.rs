@@ -34,7 +34,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::aws::{bucket, config, dynamo_table, unique};
+use crate::aws::{bucket, config, dynamo_table, org_secret, queue, unique};
 use crate::harness::assert_same;
 
 /// What a function answered to one invocation.
@@ -441,25 +441,12 @@ impl Stack {
         let conf = config().await;
         let (dynamodb, table) = dynamo_table().await;
         let ledger = StoreLedger::new(DynamoStore::new(dynamodb, table.clone()));
-        let sqs = aws_sdk_sqs::Client::new(&conf);
-        let queue_url = sqs
-            .create_queue()
-            .queue_name(unique("scorecards-jobs"))
-            .send()
-            .await
-            .unwrap()
-            .queue_url
-            .unwrap();
+        let (sqs, queue_url) = queue().await;
         let (s3, bucket) = bucket().await;
         let secrets = aws_sdk_secretsmanager::Client::new(&conf);
         let secret_prefix = format!("{}/", unique("scorecards/orgs"));
         for org in sim.orgs() {
-            let secret = json!({
-                "api_base_url": org.api_base_url,
-                "login_base_url": org.login_base_url,
-                "client_id": org.client_id,
-                "client_secret": org.client_secret,
-            });
+            let secret = org_secret(&org, &org.client_secret);
             onboarding::add_org(
                 &secrets,
                 &ledger,

@@ -23,7 +23,7 @@ use scorecards_tables::Outcome;
 use scorecards_tables::handler::handle_s3_event;
 use serde_json::json;
 
-use crate::aws::{config, dynamo_store, s3_sink, unique};
+use crate::aws::{config, dynamo_store, org_secret, queue, s3_sink, unique};
 use crate::harness::{Harness, assert_same, settings};
 
 /// The SQS queue, recording what the export function sends (continuations), so a test
@@ -60,28 +60,15 @@ async fn stack() -> Stack {
 async fn stack_with(scenario: Scenario) -> Stack {
     let h = Harness::start(scenario).await;
     let conf = config().await;
-    let sqs = aws_sdk_sqs::Client::new(&conf);
-    let queue_url = sqs
-        .create_queue()
-        .queue_name(unique("scorecards-jobs"))
-        .send()
-        .await
-        .expect("create queue")
-        .queue_url
-        .unwrap();
+    let (sqs, queue_url) = queue().await;
     let secrets = aws_sdk_secretsmanager::Client::new(&conf);
     let prefix = format!("{}/", unique("scorecards/orgs"));
     let org = &h.sim.orgs()[0];
     let store = dynamo_store().await;
     let ledger = StoreLedger::new(store.clone());
-    let secret = json!({
-        "api_base_url": org.api_base_url,
-        "login_base_url": org.login_base_url,
-        "client_id": org.client_id,
-        "client_secret": org.client_secret,
-        "rate_limit": org.token_limit.allowed,
-        "rate_window_secs": org.token_limit.window_ms as f64 / 1000.0,
-    });
+    let mut secret = org_secret(org, &org.client_secret);
+    secret["rate_limit"] = json!(org.token_limit.allowed);
+    secret["rate_window_secs"] = json!(org.token_limit.window_ms as f64 / 1000.0);
     onboarding::add_org(
         &secrets,
         &ledger,
@@ -171,12 +158,7 @@ impl Stack {
     /// Onboards simulator org `index` (again: a rotation) with `client_secret`.
     async fn onboard(&self, index: usize, client_secret: &str) {
         let org = &self.h.sim.orgs()[index];
-        let secret = json!({
-            "api_base_url": org.api_base_url,
-            "login_base_url": org.login_base_url,
-            "client_id": org.client_id,
-            "client_secret": client_secret,
-        });
+        let secret = org_secret(org, client_secret);
         onboarding::add_org(
             &self.secrets,
             &self.dispatch.ledger,
